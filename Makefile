@@ -1,0 +1,39 @@
+# weakdeblur: `make run` (demo job) and `make test` (the suite) work from a fresh clone.
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+ARGS ?=
+PYTEST_ARGS ?=
+SHARED_DATA := $(abspath ../shared/data)
+# The data root (a folder holding levin/, ...): the environment wins; else ../shared/data if present.
+ifeq ($(origin WEAKDEBLUR_DATA), undefined)
+ifneq ($(wildcard $(SHARED_DATA)/levin),)
+export WEAKDEBLUR_DATA := $(SHARED_DATA)
+endif
+endif
+
+.PHONY: install run test test-all bench lint clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PYTHON) || python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install  ## the default job: SelfDeblur on the embedded demo (ARGS="..." adds Hydra overrides)
+	$(PYTHON) -m weakdeblur.run $(ARGS)
+
+test: install  ## the test suite without the slow tests
+	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: install  ## every test, slow ones included
+	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+
+bench: install  ## seconds per iteration of the paper configuration (255x255 / 27x27 and the 128 crop)
+	$(PYTHON) -m weakdeblur.bench $(ARGS)
+
+lint: install
+	$(PYTHON) -m ruff check weakdeblur tests
+
+clean:
+	rm -rf outputs multirun .pytest_cache

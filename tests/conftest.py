@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+PROJECT = Path(__file__).resolve().parents[1]
+CONF = PROJECT / "conf"
+
+
+def data_root() -> Path | None:
+    root = os.environ.get("WEAKDEBLUR_DATA")
+    candidates = [Path(root)] if root else []
+    candidates.append(PROJECT.parent / "shared" / "data")
+    return next((c for c in candidates if (c / "levin").is_dir()), None)
+
+
+@pytest.fixture
+def levin_root() -> Path:
+    root = data_root()
+    if root is None:
+        pytest.skip("Levin data not found: set WEAKDEBLUR_DATA to a folder holding levin/")
+    return root / "levin"
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+TINY_DEMO = [
+    "data=demo",
+    "data.size=40",
+    "data.offset=null",
+    "data.true_kernel_size=5",
+    "data.kernel_size=7",
+]
+
+TINY_OVERRIDES = [
+    "generator=small",
+    "optim.iterations=40",
+    "optim.log_every=10",
+    "optim.snapshot_every=20",
+    "stopping.check_every=10",
+    "logger=none",
+    "progress=false",
+    "metrics.lpips=false",
+]

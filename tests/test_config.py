@@ -1,0 +1,87 @@
+"""Every config group option and every experiment preset composes and instantiates."""
+
+from pathlib import Path
+
+import pytest
+from conftest import CONF
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from weakdeblur.data import ImageSource
+from weakdeblur.run import build_solver
+from weakdeblur.solver import Solver
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "exp")
+OPTIONS = [
+    (group, option.stem) for group in GROUPS for option in sorted((CONF / group).glob("*.yaml"))
+]
+PRESETS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
+EXTRA = {"image": ["data.path=photo.png"]}
+
+
+def compose_with(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def check_instantiates(cfg) -> None:
+    source = instantiate(cfg.data)
+    assert isinstance(source, ImageSource)
+    solver = build_solver(cfg)
+    assert isinstance(solver, Solver)
+    image_net = solver.image_generator(in_channels=solver.inputs.code_channels, out_channels=1)
+    kernel_net = solver.kernel_generator(
+        kernel_size=(7, 9), code_size=solver.inputs.kernel_code_size
+    )
+    assert kernel_net.kernel_size == (7, 9)
+    assert sum(p.numel() for p in image_net.parameters()) > 0
+    if cfg.logger.get("_target_"):
+        instantiate(cfg.logger)
+    if cfg.supervisor.get("_target_"):
+        instantiate(cfg.supervisor)
+
+
+def test_groups_found():
+    assert {"data", "generator", "supervisor", "loss", "optim", "stopping", "logger"} <= set(GROUPS)
+    assert "selfdeblur" in PRESETS
+
+
+@pytest.mark.parametrize("group, option", OPTIONS)
+def test_every_group_option_composes_and_instantiates(group, option):
+    cfg = compose_with(f"{group}={option}", *EXTRA.get(option if group == "data" else "", []))
+    check_instantiates(cfg)
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_experiment_preset_composes_and_instantiates(preset):
+    cfg = compose_with(f"+exp={preset}")
+    assert cfg.experiment == preset
+    check_instantiates(cfg)
+
+
+def test_selfdeblur_preset_is_the_paper_configuration():
+    cfg = compose_with("+exp=selfdeblur")
+    assert cfg.optim.iterations == 5000
+    assert list(cfg.optim.milestones) == [0.4, 0.6, 0.8] and cfg.optim.gamma == 0.5
+    assert cfg.optim.lr_image == 0.01 and cfg.optim.lr_kernel == 0.0001
+    assert cfg.loss.fidelity.switch_fraction == 0.2
+    assert (
+        list(cfg.generator.image.channels_down) == [128] * 5
+        and list(cfg.generator.image.channels_skip) == [16] * 5
+    )
+    assert list(cfg.generator.image.non_local_scales) == [2, 3, 4]
+    assert cfg.generator.inputs.code_channels == 8 and cfg.generator.inputs.kernel_code_size == 200
+    solver = build_solver(compose_with("+exp=selfdeblur", "optim.iterations=1500"))
+    assert solver.optim.milestone_iterations() == [600, 900, 1200]
+    assert solver.fidelity.switch_iteration(1500) == 300
+
+
+def test_unknown_key_is_rejected():
+    with pytest.raises(Exception, match="nonexistent"):
+        compose_with("optim.nonexistent=3")
+
+
+def test_data_root_comes_from_environment(monkeypatch, tmp_path: Path):
+    monkeypatch.setenv("WEAKDEBLUR_DATA", str(tmp_path))
+    cfg = compose_with("data=levin")
+    assert instantiate(cfg.data).root == tmp_path / "levin"

@@ -1,0 +1,115 @@
+"""End-to-end through the real entry point (subprocesses)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from conftest import PROJECT, TINY_DEMO, TINY_OVERRIDES
+
+ARTEFACTS = [
+    "x.png",
+    "k.png",
+    "y_hat.png",
+    "blurry.png",
+    "sharp.png",
+    "metrics.json",
+    "history.csv",
+    "history.json",
+]
+
+
+def run(
+    output: Path, *overrides: str, env: dict | None = None, data: list[str] = TINY_DEMO
+) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.run",
+            *TINY_OVERRIDES,
+            *data,
+            f"hydra.run.dir={output}",
+            *overrides,
+        ],
+        cwd=PROJECT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_tiny_end_to_end_writes_every_artefact(tmp_path):
+    done = run(tmp_path / "out")
+    assert done.returncode == 0, done.stderr[-3000:]
+    folders = [p for p in (tmp_path / "out").iterdir() if p.is_dir() and not p.name.startswith(".")]
+    assert len(folders) == 1
+    for name in ARTEFACTS:
+        assert (folders[0] / name).is_file(), name
+    metrics = json.loads((folders[0] / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["iterations"] == 40
+    for key in ("psnr", "ssim", "kernel_error", "blurry_psnr", "seconds", "seed", "environment"):
+        assert key in metrics
+    assert metrics["environment"]["torch"]
+    history = json.loads((folders[0] / "history.json").read_text())
+    assert [row["iteration"] for row in history] == [10, 20, 30, 40]
+    assert "psnr" in history[0]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["ok"] == 1 and summary["mean"]["psnr"] == pytest.approx(metrics["psnr"])
+    assert "PSNR" in done.stdout and str(tmp_path / "out") in done.stdout
+
+
+def test_wandb_offline_writes_a_run_directory(tmp_path):
+    done = run(
+        tmp_path / "out",
+        "logger=wandb",
+        "+exp=selfdeblur",
+        "generator=small",
+        "optim.iterations=20",
+        "optim.log_every=10",
+        "optim.snapshot_every=10",
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert any(runs[0].glob("*.wandb"))
+
+
+def test_missing_data_root_exits_2_naming_the_path(tmp_path):
+    done = run(tmp_path / "out", "data=levin", f"data_root={tmp_path}/nowhere", data=[])
+    assert done.returncode == 2
+    assert f"{tmp_path}/nowhere/levin" in done.stderr + done.stdout
+
+
+def test_unknown_image_names_list_what_exists(tmp_path):
+    done = run(tmp_path / "out", "data.images=[nothing]")
+    assert done.returncode == 2
+    assert "available: camera40_k5_s0" in done.stderr + done.stdout
+
+
+def test_bad_and_oversized_images_fail_alone(tmp_path):
+    folder = tmp_path / "blurry"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    iio.imwrite(folder / "good.png", (rng.random((32, 32)) * 255).astype(np.uint8))
+    iio.imwrite(folder / "tiny.png", (rng.random((6, 6)) * 255).astype(np.uint8))
+    (folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    done = run(
+        tmp_path / "out", "data=folder", f"data.root={folder}", "data.kernel_size=7", data=[]
+    )
+    assert done.returncode == 1
+    output = done.stderr + done.stdout
+    assert "not smaller than the image" in output and "cannot read image" in output
+    statuses = {
+        p.parent.name: json.loads(p.read_text())["status"]
+        for p in (tmp_path / "out").glob("*/metrics.json")
+    }
+    assert statuses == {"good": "ok", "tiny": "failed", "truncated": "failed"}
+    assert (tmp_path / "out" / "good" / "x.png").is_file()

@@ -1,0 +1,24 @@
+"""Data: samples, loaders, the embedded demo and synthetic kernels."""
+
+from weakdeblur.data.datasets import (
+    DemoDataset,
+    FolderDataset,
+    ImageFile,
+    ImageSource,
+    LevinDataset,
+    centre_crop,
+)
+from weakdeblur.data.kernels import camera_shake_kernel
+from weakdeblur.data.sample import DataError, Sample
+
+__all__ = [
+    "DataError",
+    "DemoDataset",
+    "FolderDataset",
+    "ImageFile",
+    "ImageSource",
+    "LevinDataset",
+    "Sample",
+    "camera_shake_kernel",
+    "centre_crop",
+]

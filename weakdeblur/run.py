@@ -1,0 +1,221 @@
+"""Hydra entry point: ``python -m weakdeblur.run [+exp=NAME] [overrides...]``.
+
+This is the only module that reads the configuration tree. It composes the
+pieces via ``_target_``, loops over the images of the data source, and hands
+each to the solver, the evaluator and the trackers.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from weakdeblur.data.sample import DataError
+from weakdeblur.evaluation import Evaluator
+from weakdeblur.metrics import LPIPSMetric
+from weakdeblur.solver import Result, Solver, resolve_device
+from weakdeblur.tracking import (
+    METRICS_FILE,
+    LocalArtifacts,
+    ProgressBar,
+    Tracker,
+    Trackers,
+    environment_info,
+    write_json,
+)
+
+log = logging.getLogger("weakdeblur")
+
+EXIT_USAGE = 2
+EXIT_FAILED_IMAGES = 1
+EXIT_INTERRUPTED = 130
+
+
+def build_solver(cfg: DictConfig) -> Solver:
+    """The solver from the ``generator``, ``loss``, ``optim`` and ``stopping`` groups."""
+    terms = [
+        instantiate(term) for term in (cfg.loss.get("terms") or {}).values() if term is not None
+    ]
+    return Solver(
+        image_generator=instantiate(cfg.generator.image),
+        kernel_generator=instantiate(cfg.generator.kernel),
+        fidelity=instantiate(cfg.loss.fidelity),
+        optim=instantiate(cfg.optim),
+        inputs=instantiate(cfg.generator.inputs),
+        stopping=instantiate(cfg.stopping),
+        terms=terms,
+        device=cfg.device,
+    )
+
+
+def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracker:
+    trackers: list[Tracker] = [
+        LocalArtifacts(output_dir),
+        ProgressBar(iterations, enabled=cfg.progress),
+    ]
+    if cfg.logger.get("_target_"):
+        extra: dict[str, Any] = {}
+        if cfg.logger._target_.endswith("WandbTracker"):
+            extra = {
+                "group": cfg.experiment,
+                "run_config": OmegaConf.to_container(cfg, resolve=True),
+                "directory": output_dir,
+            }
+        trackers.append(instantiate(cfg.logger, _partial_=True)(**extra))
+    return Trackers(trackers)
+
+
+def _mean(values: list[float]) -> float | None:
+    finite = [value for value in values if isinstance(value, (int, float))]
+    return statistics.fmean(finite) if finite else None
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [record for record in records if record.get("status") == "ok"]
+    keys = ("psnr", "ssim", "lpips", "kernel_error", "blurry_psnr", "iterations", "seconds")
+    means = {key: _mean([record[key] for record in done if key in record]) for key in keys}
+    return {
+        "images": len(records),
+        "ok": len(done),
+        "failed": [record["name"] for record in records if record.get("status") == "failed"],
+        "interrupted": [
+            record["name"] for record in records if record.get("status") == "interrupted"
+        ],
+        "mean": {key: value for key, value in means.items() if value is not None},
+        "per_image": records,
+    }
+
+
+def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
+    lines = [
+        f"{'image':<28} {'status':<8} {'PSNR':>7} {'SSIM':>7} {'blurry':>7} {'k err':>7} {'iters':>6} {'sec':>7}"
+    ]
+
+    def cell(record: dict[str, Any], key: str, fmt: str) -> str:
+        value = record.get(key)
+        return format(value, fmt) if isinstance(value, (int, float)) else "-"
+
+    for record in summary["per_image"]:
+        lines.append(
+            f"{record['name']:<28} {record.get('status', '?'):<8} {cell(record, 'psnr', '7.2f')} "
+            f"{cell(record, 'ssim', '7.4f')} {cell(record, 'blurry_psnr', '7.2f')} "
+            f"{cell(record, 'kernel_error', '7.3f')} {cell(record, 'iterations', '6d')} {cell(record, 'seconds', '7.1f')}"
+        )
+    mean = summary["mean"]
+    if "psnr" in mean:
+        lines.append(f"{'mean':<28} {'':<8} {mean['psnr']:7.2f} {mean.get('ssim', 0):7.4f}")
+    print("\n".join(lines))
+    print(f"results: {output_dir}")
+
+
+def run_images(cfg: DictConfig, output_dir: Path) -> int:
+    """Run every selected image; return the process exit code."""
+    source = instantiate(cfg.data)
+    try:
+        names = source.names()
+    except DataError as error:
+        log.error("%s", error)
+        return EXIT_USAGE
+    if not names:
+        log.error("no images found for data=%s", cfg.data.get("_target_"))
+        return EXIT_USAGE
+
+    solver = build_solver(cfg)
+    device = resolve_device(cfg.device)
+    evaluator = Evaluator(
+        cut=cfg.metrics.cut, max_shift=cfg.metrics.max_shift, lpips=LPIPSMetric(cfg.metrics.lpips)
+    )
+    trackers = build_trackers(cfg, output_dir, solver.optim.iterations)
+    environment = environment_info(device)
+    records: list[dict[str, Any]] = []
+    exit_code = 0
+    current: str | None = None
+    try:
+        for name in names:
+            current = name
+            record: dict[str, Any] = {"name": name, "experiment": cfg.experiment, "seed": cfg.seed}
+            try:
+                sample = source.load(name)
+            except DataError as error:
+                log.error("%s: %s", name, error)
+                record.update(status="failed", message=str(error))
+                records.append(record)
+                folder = output_dir / name
+                folder.mkdir(parents=True, exist_ok=True)
+                write_json(folder / METRICS_FILE, record)
+                continue
+            record.update(
+                kernel_size=list(sample.kernel_size),
+                image_size=list(sample.blurry.shape[-2:]),
+                environment=environment,
+            )
+            trackers.start_image(sample, record)
+            result = solver.run(
+                sample,
+                seed=cfg.seed,
+                on_log=lambda entry, sample=sample: trackers.log(sample, entry),
+                evaluate=evaluator.progress(sample),
+            )
+            record.update(result_record(result))
+            if result.status != "ok":
+                log.error("%s: %s", name, result.message)
+            record.update(evaluator.final(sample, result.image, result.kernel))
+            trackers.end_image(sample, result, record)
+            records.append(record)
+        current = None
+    except KeyboardInterrupt:
+        log.error("interrupted during %s; finished images are kept", current)
+        if current is not None:
+            record = {
+                "name": current,
+                "status": "interrupted",
+                "message": "interrupted before the image finished",
+            }
+            folder = output_dir / current
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / METRICS_FILE, record)
+            records.append(record)
+        exit_code = EXIT_INTERRUPTED
+    finally:
+        trackers.close()
+        summary = summarise(records)
+        write_json(output_dir / "summary.json", summary)
+    print_summary(summary, output_dir)
+    if exit_code == 0 and summary["failed"]:
+        log.error("%d image(s) failed: %s", len(summary["failed"]), ", ".join(summary["failed"]))
+        exit_code = EXIT_FAILED_IMAGES
+    return exit_code
+
+
+def result_record(result: Result) -> dict[str, Any]:
+    return {
+        "status": result.status,
+        "message": result.message,
+        "iterations": result.iterations,
+        "returned_iteration": result.returned_iteration,
+        "stopped_early": result.stopped_early,
+        "seconds": result.seconds,
+    }
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    output_dir = Path(HydraConfig.get().runtime.output_dir)
+    code = run_images(cfg, output_dir)
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

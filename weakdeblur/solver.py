@@ -1,0 +1,340 @@
+r"""The per-image optimisation loop (SelfDeblur and its supervised variants).
+
+Given a blurry observation :math:`y` and a kernel size :math:`(k_h, k_w)`,
+two untrained generators are fitted jointly:
+
+.. math::
+
+    \min_{\theta_x, \theta_k}\ \mathcal{L}_{\text{fid}}\big(k \star x,\ y\big) + \sum_j \lambda_j(t)\, \mathcal{L}_j,
+    \qquad x = G_x(z_x + \varepsilon_t),\ k = G_k(z_k),
+
+with :math:`z_x \sim 0.1\,\mathcal U[0,1]^{8 \times (H+k_h-1) \times (W+k_w-1)}`
+perturbed by :math:`\varepsilon_t \sim \mathcal N(0, 0.001^2)` at every
+iteration, and :math:`z_k \sim 0.1\,\mathcal U[0,1]^{200}` fixed. Adam updates
+both networks (learning rates 1e-2 and 1e-4), halved at fractions 0.4, 0.6 and
+0.8 of the budget.
+
+This module knows nothing of Hydra or W&B: it takes plain objects, and
+reports to callbacks only at logging steps (the only host synchronisation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from weakdeblur.data.sample import Sample
+from weakdeblur.losses import FidelityLoss
+from weakdeblur.physics import UniformBlur, crop_to_observed
+from weakdeblur.stopping import Check, FixedBudget, StoppingPolicy
+
+
+@dataclass
+class OptimSettings:
+    """Optimiser and schedule; milestones are fractions of ``iterations``."""
+
+    iterations: int = 5000
+    lr_image: float = 1e-2
+    lr_kernel: float = 1e-4
+    milestones: Sequence[float] = (0.4, 0.6, 0.8)
+    gamma: float = 0.5
+    log_every: int = 100
+    snapshot_every: int = 500
+
+    def milestone_iterations(self) -> list[int]:
+        return sorted({int(round(fraction * self.iterations)) for fraction in self.milestones})
+
+
+@dataclass
+class InputSettings:
+    """The generators' inputs: z_x (``code_channels`` maps, uniform × ``code_scale``,
+    perturbed by N(0, ``noise_std``²) each iteration) and z_k (``kernel_code_size``
+    values, uniform × ``code_scale``, fixed)."""
+
+    code_channels: int = 8
+    kernel_code_size: int = 200
+    code_scale: float = 0.1
+    noise_std: float = 1e-3
+
+
+@dataclass
+class IterationState:
+    """Everything a loss term may use at one iteration."""
+
+    iteration: int
+    budget: int
+    sample: Sample
+    observed: torch.Tensor  # y on the device
+    latent: torch.Tensor  # full x, (H + kh - 1, W + kw - 1)
+    image: torch.Tensor  # x cropped to y's size
+    kernel: torch.Tensor
+    blurred: torch.Tensor  # ŷ
+
+
+class LossTerm(nn.Module):
+    """An additional weighted objective term (weak supervision, consistency, ...)."""
+
+    name = "term"
+
+    def prepare(self, sample: Sample, observed: torch.Tensor) -> None:
+        """Per-image set-up (e.g. the supervisor's output), called before iteration 0."""
+
+    def forward(self, state: IterationState) -> torch.Tensor | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class LogRecord:
+    """One row of the history, emitted every ``log_every`` iterations."""
+
+    iteration: int
+    scalars: dict[str, float]
+    image: torch.Tensor
+    kernel: torch.Tensor
+    blurred: torch.Tensor
+    snapshot: bool = False
+
+
+@dataclass
+class Result:
+    name: str
+    image: torch.Tensor  # returned x at y's size, (1, C, H, W), on the CPU
+    kernel: torch.Tensor  # (1, 1, kh, kw)
+    blurred: torch.Tensor  # ŷ for the returned iterate
+    iterations: int  # iterations completed
+    returned_iteration: int
+    status: str = "ok"  # ok | failed
+    message: str = ""
+    seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class Solver:
+    """Fits G_x and G_k to one sample.
+
+    Args:
+        image_generator: builds a fresh G_x; called with ``in_channels`` and ``out_channels``.
+        kernel_generator: builds a fresh G_k; called with ``kernel_size`` and ``code_size``.
+        fidelity: the data term (:class:`FidelityLoss`).
+        optim: :class:`OptimSettings`.
+        inputs: :class:`InputSettings` (the codes z_x, z_k).
+        stopping: a :class:`StoppingPolicy` (default: fixed budget).
+        terms: extra :class:`LossTerm` objects, summed into the objective.
+        physics: the forward model, ``physics(x, k) -> ŷ``.
+        device: ``auto``, ``cpu``, ``cuda``, ...
+    """
+
+    def __init__(
+        self,
+        image_generator: Callable[..., nn.Module],
+        kernel_generator: Callable[..., nn.Module],
+        fidelity: FidelityLoss | None = None,
+        optim: OptimSettings | None = None,
+        inputs: InputSettings | None = None,
+        stopping: StoppingPolicy | None = None,
+        terms: Sequence[LossTerm] = (),
+        physics: nn.Module | None = None,
+        device: str | torch.device = "auto",
+    ):
+        self.image_generator = image_generator
+        self.kernel_generator = kernel_generator
+        self.fidelity = fidelity or FidelityLoss()
+        self.optim = optim or OptimSettings()
+        self.inputs = inputs or InputSettings()
+        self.stopping = stopping or FixedBudget()
+        self.terms = list(terms)
+        self.physics = physics or UniformBlur()
+        self.device = resolve_device(device)
+
+    def run(
+        self,
+        sample: Sample,
+        seed: int = 0,
+        on_log: Callable[[LogRecord], None] | None = None,
+        evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
+    ) -> Result:
+        """Optimise one sample.
+
+        Args:
+            sample: the observation and its kernel size.
+            seed: seeds the codes, the network initialisation and the input noise.
+            on_log: called with a :class:`LogRecord` every ``log_every`` iterations.
+            evaluate: maps the current x (y-sized, on the CPU) to extra scalars
+                (e.g. PSNR against ground truth), at logging steps only.
+        """
+        settings, inputs = self.optim, self.inputs
+        budget = settings.iterations
+        device = self.device
+        torch.manual_seed(seed)
+        started = time.perf_counter()
+
+        observed = sample.blurry.to(device)
+        kernel_size = sample.kernel_size
+        height, width = self.physics.latent_size(tuple(observed.shape[-2:]), kernel_size)
+        image_net = self.image_generator(
+            in_channels=inputs.code_channels, out_channels=observed.shape[1]
+        ).to(device)
+        kernel_net = self.kernel_generator(
+            kernel_size=kernel_size, code_size=inputs.kernel_code_size
+        ).to(device)
+        code = inputs.code_scale * torch.rand(1, inputs.code_channels, height, width, device=device)
+        kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
+        fidelity = self.fidelity.to(device)
+        for term in self.terms:
+            term.to(device)
+            term.prepare(sample, observed)
+
+        optimizer = torch.optim.Adam(
+            [
+                {"params": image_net.parameters(), "lr": settings.lr_image},
+                {"params": kernel_net.parameters(), "lr": settings.lr_kernel},
+            ]
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, settings.milestone_iterations(), settings.gamma
+        )
+        self.stopping.start(budget)
+
+        history: list[dict[str, float]] = []
+        last_finite: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        status, message, stopped_early = "ok", "", False
+        completed = 0
+        noise = torch.empty_like(code)
+        for iteration in range(budget):
+            noise.normal_(0.0, inputs.noise_std)
+            optimizer.zero_grad(set_to_none=True)
+            latent = image_net(code + noise)
+            kernel = kernel_net(kernel_code)
+            blurred = self.physics(latent, kernel)
+            losses = {"fidelity": fidelity(blurred, observed, iteration, budget)}
+            state = None
+            if self.terms:
+                state = IterationState(
+                    iteration,
+                    budget,
+                    sample,
+                    observed,
+                    latent,
+                    crop_to_observed(latent, kernel_size),
+                    kernel,
+                    blurred,
+                )
+                for term in self.terms:
+                    value = term(state)
+                    if value is not None:
+                        losses[term.name] = value
+            total = sum(losses.values())
+            total.backward()
+            optimizer.step()
+            scheduler.step()
+            completed = iteration + 1
+
+            log_now = completed % settings.log_every == 0 or completed == budget
+            check_now = completed % self.stopping.check_every == 0
+            if not (log_now or check_now):
+                continue
+            image = crop_to_observed(latent, kernel_size).detach()
+            if not bool(torch.isfinite(total)) or not bool(torch.isfinite(image).all()):
+                status = "failed"
+                message = f"non-finite loss at iteration {completed} (loss {total.item()})"
+                break
+            kernel_d, blurred_d = kernel.detach(), blurred.detach()
+            last_finite = (completed, image.clone(), kernel_d.clone(), blurred_d.clone())
+            stop = False
+            if check_now:
+                stop = self.stopping.observe(
+                    Check(
+                        completed,
+                        budget,
+                        image,
+                        kernel_d,
+                        blurred_d,
+                        {k: v.detach() for k, v in losses.items()},
+                    )
+                )
+            if log_now or stop:
+                scalars = {"iteration": float(completed), "loss": float(total.detach())}
+                scalars.update({name: float(value.detach()) for name, value in losses.items()})
+                scalars["lr_image"] = optimizer.param_groups[0]["lr"]
+                scalars["seconds"] = time.perf_counter() - started
+                scalars.update(self.stopping.statistics())
+                image_cpu = image.float().cpu()
+                if evaluate is not None:
+                    scalars.update(evaluate(image_cpu))
+                history.append(scalars)
+                if on_log is not None:
+                    snapshot = (
+                        settings.snapshot_every > 0 and completed % settings.snapshot_every == 0
+                    )
+                    on_log(
+                        LogRecord(
+                            completed,
+                            scalars,
+                            image_cpu,
+                            kernel_d.float().cpu(),
+                            blurred_d.float().cpu(),
+                            snapshot,
+                        )
+                    )
+            if stop:
+                stopped_early = completed < budget
+                break
+
+        if last_finite is None:
+            if status == "failed":
+                # nothing finite was ever logged: return the blurry input as the estimate
+                zero_kernel = torch.zeros(1, 1, *kernel_size)
+                zero_kernel[..., kernel_size[0] // 2, kernel_size[1] // 2] = 1.0
+                return Result(
+                    sample.name,
+                    sample.blurry.cpu(),
+                    zero_kernel,
+                    sample.blurry.cpu(),
+                    completed,
+                    0,
+                    status,
+                    message + "; no finite iterate",
+                    time.perf_counter() - started,
+                    history,
+                )
+            raise RuntimeError(
+                "solver finished without a logging step"
+            )  # unreachable: the last iteration logs
+        returned_iteration, image, kernel_out, blurred_out = last_finite
+        chosen = self.stopping.selected() if status == "ok" else None
+        if chosen is not None:
+            returned_iteration, image, kernel_out, blurred_out = (
+                chosen.iteration,
+                chosen.image,
+                chosen.kernel,
+                chosen.blurred,
+            )
+        return Result(
+            name=sample.name,
+            image=image.float().cpu(),
+            kernel=kernel_out.float().cpu(),
+            blurred=blurred_out.float().cpu(),
+            iterations=completed,
+            returned_iteration=returned_iteration,
+            status=status,
+            message=message,
+            seconds=time.perf_counter() - started,
+            history=history,
+            stopped_early=stopped_early,
+        )

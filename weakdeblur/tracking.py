@@ -1,0 +1,306 @@
+"""Trackers: where results go (local files, W&B, the terminal), behind one interface.
+
+The runner calls ``start_image`` → ``log`` (every logging step) →
+``end_image`` for each image, and ``close`` once. Local artefacts are always
+written, whatever else is enabled.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from weakdeblur.data.io import kernel_to_image, write_image
+from weakdeblur.data.sample import Sample
+from weakdeblur.solver import LogRecord, Result
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically: a temporary name, then rename."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
+    os.replace(temporary, path)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (torch.Tensor,)):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def environment_info(device: torch.device | str) -> dict[str, Any]:
+    """Package versions and the device, recorded with every result."""
+    import hydra
+    import kornia
+    import numpy
+    import piq
+
+    import weakdeblur
+
+    info: dict[str, Any] = {
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "kornia": kornia.__version__,
+        "piq": piq.__version__,
+        "hydra": hydra.__version__,
+        "weakdeblur": weakdeblur.__version__,
+    }
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+class Tracker:
+    """Interface; every method is optional."""
+
+    def start_image(self, sample: Sample, info: Mapping[str, Any]) -> None: ...
+
+    def log(self, sample: Sample, record: LogRecord) -> None: ...
+
+    def end_image(self, sample: Sample, result: Result, metrics: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullTracker(Tracker):
+    """``logger=none``."""
+
+
+class Trackers(Tracker):
+    """Fans every call out to several trackers."""
+
+    def __init__(self, trackers: Sequence[Tracker]):
+        self.trackers = list(trackers)
+
+    def start_image(self, sample, info):
+        for tracker in self.trackers:
+            tracker.start_image(sample, info)
+
+    def log(self, sample, record):
+        for tracker in self.trackers:
+            tracker.log(sample, record)
+
+    def end_image(self, sample, result, metrics):
+        for tracker in self.trackers:
+            tracker.end_image(sample, result, metrics)
+
+    def close(self):
+        for tracker in self.trackers:
+            tracker.close()
+
+
+class LocalArtifacts(Tracker):
+    """Per image, under ``<output_dir>/<name>/``: ``x.png``, ``k.png`` (scaled to its
+    maximum), ``y_hat.png``, ``blurry.png``, ``metrics.json``, ``history.csv``
+    and ``history.json``; intermediate ``x.png``/``k.png`` at snapshot steps."""
+
+    def __init__(self, output_dir: str | Path):
+        self.output_dir = Path(output_dir)
+
+    def folder(self, name: str) -> Path:
+        folder = self.output_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def start_image(self, sample, info):
+        folder = self.folder(sample.name)
+        write_image(folder / "blurry.png", sample.blurry)
+        if sample.sharp is not None:
+            write_image(folder / "sharp.png", sample.sharp)
+        write_json(folder / METRICS_FILE, {"name": sample.name, "status": "running", **info})
+
+    def log(self, sample, record):
+        if record.snapshot:
+            folder = self.folder(sample.name)
+            write_image(folder / "x.png", record.image)
+            write_image(folder / "k.png", kernel_to_image(record.kernel))
+
+    def end_image(self, sample, result, metrics):
+        folder = self.folder(sample.name)
+        write_image(folder / "x.png", result.image)
+        write_image(folder / "k.png", kernel_to_image(result.kernel))
+        write_image(folder / "y_hat.png", result.blurred)
+        torch.save(result.kernel.cpu(), folder / "k.pt")
+        write_history(folder, result.history)
+        write_json(folder / METRICS_FILE, dict(metrics))
+
+
+def write_history(folder: Path, history: Sequence[Mapping[str, float]]) -> None:
+    write_json(folder / "history.json", list(history))
+    columns: list[str] = []
+    for row in history:
+        columns += [key for key in row if key not in columns]
+    temporary = folder / ".history.csv.tmp"
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(temporary, folder / "history.csv")
+
+
+class ProgressBar(Tracker):
+    """A tqdm bar per image showing iteration, loss and PSNR (when ground truth exists)."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total = total
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self.position = 0
+
+    def start_image(self, sample, info):
+        if self.enabled:
+            self.bar = tqdm(
+                total=self.total, desc=sample.name, unit="it", dynamic_ncols=True, leave=True
+            )
+            self.position = 0
+
+    def log(self, sample, record):
+        if self.bar is None:
+            return
+        self.bar.update(record.iteration - self.position)
+        self.position = record.iteration
+        postfix = {"loss": f"{record.scalars['loss']:.4g}"}
+        if "psnr" in record.scalars:
+            postfix["psnr"] = f"{record.scalars['psnr']:.2f}"
+        self.bar.set_postfix(postfix)
+
+    def end_image(self, sample, result, metrics):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _has_wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    try:
+        return "api.wandb.ai" in netrc.read_text()
+    except OSError:
+        return False
+
+
+def wandb_mode(requested: str | None) -> str:
+    """``WANDB_MODE`` wins; else the requested mode; else online with an API key, offline without."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if requested:
+        return requested
+    return "online" if _has_wandb_key() else "offline"
+
+
+class WandbTracker(Tracker):
+    """One W&B run per image, grouped by experiment.
+
+    Args:
+        project, entity: W&B destination.
+        mode: ``online``/``offline``/``disabled``; ``None`` = automatic (see :func:`wandb_mode`).
+        group: usually the experiment name; ``job_type`` is the image name.
+        tags: extra tags (data set, supervisor, ...).
+        image_every: log x and k images at every snapshot step when true.
+        run_config: the resolved run configuration (a plain dict).
+        directory: where W&B writes its files (the run's output folder).
+    """
+
+    def __init__(
+        self,
+        project: str = "weakdeblur",
+        entity: str | None = None,
+        mode: str | None = None,
+        group: str | None = None,
+        tags: Sequence[str] = (),
+        log_images: bool = True,
+        run_config: Mapping[str, Any] | None = None,
+        directory: str | Path | None = None,
+    ):
+        self.project, self.entity = project, entity
+        self.mode = wandb_mode(mode)
+        self.group, self.tags = group, list(tags)
+        self.log_images = log_images
+        self.run_config = dict(run_config or {})
+        self.directory = Path(directory) if directory else None
+        self.run = None
+
+    def start_image(self, sample, info):
+        import wandb
+
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            mode=self.mode,
+            group=self.group,
+            job_type=sample.name,
+            name=f"{self.group}/{sample.name}" if self.group else sample.name,
+            tags=self.tags,
+            config={
+                **self.run_config,
+                "image": sample.name,
+                **{f"env/{k}": v for k, v in info.items()},
+            },
+            dir=str(self.directory) if self.directory else None,
+            reinit="finish_previous",
+        )
+        self.run.define_metric("iteration")
+        self.run.define_metric("*", step_metric="iteration")
+
+    def log(self, sample, record):
+        if self.run is None:
+            return
+        import wandb
+
+        data = dict(record.scalars)
+        if self.log_images and record.snapshot:
+            data["x"] = wandb.Image(record.image[0].clamp(0, 1).permute(1, 2, 0).numpy())
+            data["k"] = wandb.Image(kernel_to_image(record.kernel)[0].permute(1, 2, 0).numpy())
+        self.run.log(data)
+
+    def end_image(self, sample, result, metrics):
+        if self.run is None:
+            return
+        import wandb
+
+        if self.log_images:
+            self.run.log(
+                {
+                    "iteration": result.iterations,
+                    "final/x": wandb.Image(result.image[0].clamp(0, 1).permute(1, 2, 0).numpy()),
+                    "final/k": wandb.Image(
+                        kernel_to_image(result.kernel)[0].permute(1, 2, 0).numpy()
+                    ),
+                    "final/y_hat": wandb.Image(
+                        result.blurred[0].clamp(0, 1).permute(1, 2, 0).numpy()
+                    ),
+                }
+            )
+        for key, value in metrics.items():
+            if isinstance(value, (int, float, str, bool)):
+                self.run.summary[key] = value
+        self.run.finish(exit_code=0 if result.status == "ok" else 1)
+        self.run = None
+
+    def close(self):
+        if self.run is not None:
+            self.run.finish(exit_code=1)
+            self.run = None

@@ -110,3 +110,21 @@ def test_stopping_policy_is_consulted_and_ends_the_run(sample):
     assert policy.seen == [5, 10, 15]
     assert result.iterations == 15 and result.stopped_early and result.returned_iteration == 15
     assert result.history[-1]["iteration"] == 15
+
+
+class WeakToSupervised(LossTerm):
+    name = "weak"
+
+    def forward(self, state):
+        return ((state.image - state.supervised) ** 2).mean()
+
+
+def test_supervisor_is_frozen_and_its_output_reaches_terms_and_result(sample):
+    from weakdeblur.supervisors import IdentitySupervisor
+
+    solver = small_solver(iterations=20, terms=[WeakToSupervised()])
+    solver.supervisor = IdentitySupervisor().freeze()
+    result = solver.run(sample)
+    torch.testing.assert_close(result.supervised, sample.blurry)
+    assert "weak" in result.history[-1]
+    assert not solver.supervisor.training

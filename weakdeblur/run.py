@@ -41,10 +41,11 @@ EXIT_INTERRUPTED = 130
 
 
 def build_solver(cfg: DictConfig) -> Solver:
-    """The solver from the ``generator``, ``loss``, ``optim`` and ``stopping`` groups."""
+    """The solver from the ``generator``, ``loss``, ``optim``, ``stopping`` and ``supervisor`` groups."""
     terms = [
         instantiate(term) for term in (cfg.loss.get("terms") or {}).values() if term is not None
     ]
+    supervisor = instantiate(cfg.supervisor) if cfg.supervisor.get("_target_") else None
     return Solver(
         image_generator=instantiate(cfg.generator.image),
         kernel_generator=instantiate(cfg.generator.kernel),
@@ -53,6 +54,7 @@ def build_solver(cfg: DictConfig) -> Solver:
         inputs=instantiate(cfg.generator.inputs),
         stopping=instantiate(cfg.stopping),
         terms=terms,
+        supervisor=supervisor,
         device=cfg.device,
     )
 
@@ -169,6 +171,14 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             if result.status != "ok":
                 log.error("%s: %s", name, result.message)
             record.update(evaluator.final(sample, result.image, result.kernel))
+            if result.supervised is not None and sample.sharp is not None:
+                supervised = evaluator.image_scores(
+                    result.supervised, sample.sharp.float().cpu(), with_lpips=False
+                )
+                record["supervised_psnr"], record["supervised_ssim"] = (
+                    supervised["psnr"],
+                    supervised["ssim"],
+                )
             trackers.end_image(sample, result, record)
             records.append(record)
         current = None

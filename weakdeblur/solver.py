@@ -31,6 +31,7 @@ from weakdeblur.data.sample import Sample
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.physics import UniformBlur, crop_to_observed
 from weakdeblur.stopping import Check, FixedBudget, StoppingPolicy
+from weakdeblur.supervisors.base import Supervisor
 
 
 @dataclass
@@ -73,6 +74,8 @@ class IterationState:
     image: torch.Tensor  # x cropped to y's size
     kernel: torch.Tensor
     blurred: torch.Tensor  # ŷ
+    supervisor: Supervisor | None = None  # g (frozen, differentiable in its input)
+    supervised: torch.Tensor | None = None  # x̄ = g(y), computed once per image
 
 
 class LossTerm(nn.Module):
@@ -80,8 +83,14 @@ class LossTerm(nn.Module):
 
     name = "term"
 
-    def prepare(self, sample: Sample, observed: torch.Tensor) -> None:
-        """Per-image set-up (e.g. the supervisor's output), called before iteration 0."""
+    def prepare(
+        self,
+        sample: Sample,
+        observed: torch.Tensor,
+        supervisor: Supervisor | None,
+        supervised: torch.Tensor | None,
+    ) -> None:
+        """Per-image set-up (e.g. a target computed from x̄), called before iteration 0."""
 
     def forward(self, state: IterationState) -> torch.Tensor | None:  # pragma: no cover - interface
         raise NotImplementedError
@@ -112,6 +121,7 @@ class Result:
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
+    supervised: torch.Tensor | None = None  # x̄ = g(y) when a supervisor was used
 
 
 class NonFiniteLoss(RuntimeError):
@@ -136,6 +146,7 @@ class Solver:
         inputs: :class:`InputSettings` (the codes z_x, z_k).
         stopping: a :class:`StoppingPolicy` (default: fixed budget).
         terms: extra :class:`LossTerm` objects, summed into the objective.
+        supervisor: the frozen network g (:class:`Supervisor`), or ``None``.
         physics: the forward model, ``physics(x, k) -> ŷ``.
         device: ``auto``, ``cpu``, ``cuda``, ...
     """
@@ -149,6 +160,7 @@ class Solver:
         inputs: InputSettings | None = None,
         stopping: StoppingPolicy | None = None,
         terms: Sequence[LossTerm] = (),
+        supervisor: Supervisor | None = None,
         physics: nn.Module | None = None,
         device: str | torch.device = "auto",
     ):
@@ -159,6 +171,7 @@ class Solver:
         self.inputs = inputs or InputSettings()
         self.stopping = stopping or FixedBudget()
         self.terms = list(terms)
+        self.supervisor = supervisor.freeze() if supervisor is not None else None
         self.physics = physics or UniformBlur()
         self.device = resolve_device(device)
 
@@ -196,9 +209,15 @@ class Solver:
         code = inputs.code_scale * torch.rand(1, inputs.code_channels, height, width, device=device)
         kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
         fidelity = self.fidelity.to(device)
+        supervisor, supervised = self.supervisor, None
+        if supervisor is not None:
+            supervisor.to(device)
+            supervisor.prepare(sample)
+            with torch.no_grad():
+                supervised = supervisor(observed).detach()
         for term in self.terms:
             term.to(device)
-            term.prepare(sample, observed)
+            term.prepare(sample, observed, supervisor, supervised)
 
         optimizer = torch.optim.Adam(
             [
@@ -234,6 +253,8 @@ class Solver:
                     crop_to_observed(latent, kernel_size),
                     kernel,
                     blurred,
+                    supervisor,
+                    supervised,
                 )
                 for term in self.terms:
                     value = term(state)
@@ -266,6 +287,8 @@ class Solver:
                         kernel_d,
                         blurred_d,
                         {k: v.detach() for k, v in losses.items()},
+                        supervisor,
+                        supervised,
                     )
                 )
             if log_now or stop:
@@ -312,10 +335,9 @@ class Solver:
                     message + "; no finite iterate",
                     time.perf_counter() - started,
                     history,
+                    supervised=supervised.float().cpu() if supervised is not None else None,
                 )
-            raise RuntimeError(
-                "solver finished without a logging step"
-            )  # unreachable: the last iteration logs
+            raise RuntimeError("solver finished without a logging step")  # unreachable
         returned_iteration, image, kernel_out, blurred_out = last_finite
         chosen = self.stopping.selected() if status == "ok" else None
         if chosen is not None:
@@ -337,4 +359,5 @@ class Solver:
             seconds=time.perf_counter() - started,
             history=history,
             stopped_early=stopped_early,
+            supervised=supervised.float().cpu() if supervised is not None else None,
         )

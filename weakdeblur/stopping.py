@@ -9,8 +9,12 @@ last one). Policies keep only the iterates they need.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from weakdeblur.supervisors.base import Supervisor
 
 
 @dataclass
@@ -23,6 +27,8 @@ class Check:
     kernel: torch.Tensor
     blurred: torch.Tensor  # ŷ = k ⋆ x
     losses: dict[str, torch.Tensor] = field(default_factory=dict)
+    supervisor: Supervisor | None = None  # g, when the run has one
+    supervised: torch.Tensor | None = None  # x̄ = g(y)
 
 
 @dataclass

@@ -140,6 +140,8 @@ class LocalArtifacts(Tracker):
         write_image(folder / "x.png", result.image)
         write_image(folder / "k.png", kernel_to_image(result.kernel))
         write_image(folder / "y_hat.png", result.blurred)
+        if result.supervised is not None:
+            write_image(folder / "x_bar.png", result.supervised)
         torch.save(result.kernel.cpu(), folder / "k.pt")
         write_history(folder, result.history)
         write_json(folder / METRICS_FILE, dict(metrics))

@@ -113,3 +113,14 @@ def test_bad_and_oversized_images_fail_alone(tmp_path):
     }
     assert statuses == {"good": "ok", "tiny": "failed", "truncated": "failed"}
     assert (tmp_path / "out" / "good" / "x.png").is_file()
+
+
+def test_diverging_image_is_marked_failed_and_keeps_its_files(tmp_path):
+    done = run(tmp_path / "out", "optim.lr_image=1e30")
+    assert done.returncode == 1
+    assert "non-finite loss" in done.stderr + done.stdout
+    metrics = json.loads(next((tmp_path / "out").glob("*/metrics.json")).read_text())
+    assert metrics["status"] == "failed" and "non-finite" in metrics["message"]
+    assert (tmp_path / "out" / metrics["name"] / "x.png").is_file()
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["failed"] == [metrics["name"]]

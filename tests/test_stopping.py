@@ -206,7 +206,7 @@ def averages(values, decay):
 def test_ema_returns_the_average_at_the_stop_and_feeds_it_to_the_inner_rule():
     values = [float(2 * t) for t in range(1, 13)]
     inner = Recorder(check_every=2, at=8)
-    policy = ExponentialAverage(inner, decay=0.5, every=1)
+    policy = ExponentialAverage(inner, decay=0.5, check_every=1)
     assert drive(policy, values, 1) == 8
     expected = averages(values, 0.5)
     assert [it for it, _ in inner.seen] == [2, 4, 6, 8]
@@ -221,7 +221,7 @@ def test_ema_returns_the_average_at_the_stop_and_feeds_it_to_the_inner_rule():
 
 def test_ema_returns_the_inner_rules_choice_of_average():
     values = [float(t) for t in range(1, 21)]
-    policy = ExponentialAverage(Recorder(check_every=4, keep=8), decay=0.9, every=2)
+    policy = ExponentialAverage(Recorder(check_every=4, keep=8), decay=0.9, check_every=2)
     assert drive(policy, values[1::2], 2) is None  # observed at 2, 4, ..., 20
     chosen = policy.selected()
     assert chosen.iteration == 8
@@ -233,7 +233,7 @@ def test_ema_default_inner_is_the_fixed_budget_and_cadences_must_agree():
     assert drive(policy, [1.0, 2.0, 3.0], 1) is None
     assert float(policy.selected().image.mean()) == pytest.approx(3.0)
     with pytest.raises(ValueError, match="multiple"):
-        ExponentialAverage(WindowedVariance(window=3, check_every=1), every=2)
+        ExponentialAverage(WindowedVariance(window=3, check_every=1), check_every=2)
 
 
 def test_ema_over_wmv_decides_on_averages():

@@ -304,7 +304,7 @@ class WindowedVariance(StoppingPolicy):
 class ExponentialAverage(StoppingPolicy):
     r"""An exponential moving average of the outputs, around any other rule.
 
-    Every ``every`` iterations
+    Every ``check_every`` iterations
 
     .. math::
 
@@ -321,17 +321,18 @@ class ExponentialAverage(StoppingPolicy):
 
     name = "ema"
 
-    def __init__(self, inner: StoppingPolicy | None = None, decay: float = 0.99, every: int = 1):
+    def __init__(
+        self, inner: StoppingPolicy | None = None, decay: float = 0.99, check_every: int = 1
+    ):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"decay must be in [0, 1), got {decay}")
-        self.every = _positive("every", every)
+        self.check_every = _positive("check_every", check_every)
         self.inner = inner if inner is not None else FixedBudget(check_every=100)
-        if self.inner.check_every % self.every:
+        if self.inner.check_every % self.check_every:
             raise ValueError(
                 f"the inner rule's check_every ({self.inner.check_every}) must be a multiple "
-                f"of every ({self.every})"
+                f"of the average's check_every ({self.check_every})"
             )
-        self.check_every = self.every
         self.decay = decay
         self.name = f"ema_{self.inner.name}"
         self.average: Iterate | None = None

@@ -87,7 +87,7 @@ def test_calibration_finds_the_rule_that_stops_at_every_peak(runs):
     best = outcomes[0]
     assert best.mean_gap == pytest.approx(0.0)
     assert (best.rule.consecutive, best.rule.check_every, best.rule.relative) == (1, 100, False)
-    assert best.rule.threshold == pytest.approx(0.3)
+    assert best.rule.threshold == pytest.approx(0.45)  # between the observed 0.3 and 0.6
     assert best.mean_iterations == pytest.approx(500) and best.mean_saved == pytest.approx(500)
     # under a tighter iteration budget the zero-gap rule is out, and every kept rule fits it
     limited = calibrate(traces, consecutive=(1, 2, 3), max_mean_iterations=400)
@@ -100,7 +100,7 @@ def test_calibrate_command_prints_the_table_and_writes_the_choice(runs, tmp_path
     assert main([str(runs), "--consecutive", "1,2", "--output", str(choice)]) == 0
     out = capsys.readouterr().out
     assert "fixed budget" in out and "oracle" in out
-    assert "stopping.threshold=0.3 stopping.relative=false stopping.consecutive=1" in out
+    assert "stopping.threshold=0.45 stopping.relative=false stopping.consecutive=1" in out
     saved = json.loads(choice.read_text())
     assert saved["mean_gap"] == pytest.approx(0.0) and saved["rule"]["check_every"] == 100
     assert main([str(tmp_path / "missing")]) == 2

@@ -164,13 +164,17 @@ def evaluate(
 
 
 def candidate_thresholds(values: Sequence[float], count: int = 40) -> list[float]:
-    """Distinct quantiles of the observed values (plus a little above the largest)."""
+    """Thresholds between the observed values: midpoints of consecutive distinct quantiles
+    (a rule only changes when t crosses an observed value, so a midpoint is the robust
+    representative of its interval), plus one above the largest."""
     finite = sorted(v for v in values if math.isfinite(v))
     if not finite:
         return []
-    picks = {finite[min(len(finite) - 1, round(q * (len(finite) - 1)))] for q in _levels(count)}
-    picks.add(finite[-1] * 1.0001 if finite[-1] > 0 else finite[-1] + 1e-12)
-    return sorted(picks)
+    picks = sorted(
+        {finite[min(len(finite) - 1, round(q * (len(finite) - 1)))] for q in _levels(count)}
+    )
+    above = picks[-1] + (picks[-1] - picks[-2]) / 2 if len(picks) > 1 else abs(picks[-1]) + 1.0
+    return [(a + b) / 2 for a, b in zip(picks, picks[1:], strict=False)] + [above]
 
 
 def _levels(count: int) -> list[float]:
@@ -219,7 +223,15 @@ def calibrate(
                     ):
                         outcomes.append(outcome)
     outcomes.sort(key=lambda o: (round(o.mean_gap, 9), o.mean_iterations))
-    return outcomes
+    unique, seen = [], set()
+    for outcome in outcomes:  # thresholds that stop every image at the same place: keep one
+        rule = outcome.rule
+        key = (rule.relative, rule.consecutive, rule.check_every, round(outcome.mean_gap, 9))
+        key += (round(outcome.mean_iterations, 6),)
+        if key not in seen:
+            seen.add(key)
+            unique.append(outcome)
+    return unique
 
 
 def overrides(rule: Rule, min_iteration: int, min_fraction: float) -> str:

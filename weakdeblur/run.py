@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from weakdeblur.data.sample import DataError
+from weakdeblur.detection import stopping_record
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.solver import Result, Solver, resolve_device
@@ -84,6 +85,7 @@ def _mean(values: list[float]) -> float | None:
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     done = [record for record in records if record.get("status") == "ok"]
     keys = ("psnr", "ssim", "lpips", "kernel_error", "blurry_psnr", "iterations", "seconds")
+    keys += ("peak_psnr", "detection_gap", "iterations_saved")
     means = {key: _mean([record[key] for record in done if key in record]) for key in keys}
     return {
         "images": len(records),
@@ -171,6 +173,16 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             if result.status != "ok":
                 log.error("%s: %s", name, result.message)
             record.update(evaluator.final(sample, result.image, result.kernel))
+            if result.status == "ok":
+                record.update(
+                    stopping_record(
+                        result.history,
+                        solver.optim.iterations,
+                        result.iterations,
+                        record.get("psnr"),
+                        solver.stopping.name,
+                    )
+                )
             if result.supervised is not None and sample.sharp is not None:
                 supervised = evaluator.image_scores(
                     result.supervised, sample.sharp.float().cpu(), with_lpips=False

@@ -30,7 +30,7 @@ from torch import nn
 from weakdeblur.data.sample import Sample
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.physics import UniformBlur, crop_to_observed
-from weakdeblur.stopping import Check, FixedBudget, StoppingPolicy
+from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
 from weakdeblur.supervisors.base import Supervisor
 
 
@@ -228,7 +228,10 @@ class Solver:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(
             optimizer, settings.milestone_iterations(), settings.gamma
         )
-        self.stopping.start(budget)
+        try:
+            self.stopping.start(budget, sample, supervisor, supervised)
+        except PolicyError as error:
+            return self._unusable(sample, 0, "failed", str(error), started, [], supervised)
 
         history: list[dict[str, float]] = []
         last_finite: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -296,7 +299,8 @@ class Solver:
                 scalars.update({name: float(value.detach()) for name, value in losses.items()})
                 scalars["lr_image"] = optimizer.param_groups[0]["lr"]
                 scalars["seconds"] = time.perf_counter() - started
-                scalars.update(self.stopping.statistics())
+                if check_now:
+                    scalars.update(self.stopping.statistics())
                 image_cpu = image.float().cpu()
                 if evaluate is not None:
                     scalars.update(evaluate(image_cpu))
@@ -322,20 +326,14 @@ class Solver:
         if last_finite is None:
             if status == "failed":
                 # nothing finite was ever logged: return the blurry input as the estimate
-                zero_kernel = torch.zeros(1, 1, *kernel_size)
-                zero_kernel[..., kernel_size[0] // 2, kernel_size[1] // 2] = 1.0
-                return Result(
-                    sample.name,
-                    sample.blurry.cpu(),
-                    zero_kernel,
-                    sample.blurry.cpu(),
+                return self._unusable(
+                    sample,
                     completed,
-                    0,
                     status,
                     message + "; no finite iterate",
-                    time.perf_counter() - started,
+                    started,
                     history,
-                    supervised=supervised.float().cpu() if supervised is not None else None,
+                    supervised,
                 )
             raise RuntimeError("solver finished without a logging step")  # unreachable
         returned_iteration, image, kernel_out, blurred_out = last_finite
@@ -359,5 +357,33 @@ class Solver:
             seconds=time.perf_counter() - started,
             history=history,
             stopped_early=stopped_early,
+            supervised=supervised.float().cpu() if supervised is not None else None,
+        )
+
+    @staticmethod
+    def _unusable(
+        sample: Sample,
+        completed: int,
+        status: str,
+        message: str,
+        started: float,
+        history: list[dict[str, float]],
+        supervised: torch.Tensor | None,
+    ) -> Result:
+        """A result without an estimate: the blurry input and a centred delta kernel."""
+        kernel_size = sample.kernel_size
+        delta = torch.zeros(1, 1, *kernel_size)
+        delta[..., kernel_size[0] // 2, kernel_size[1] // 2] = 1.0
+        return Result(
+            sample.name,
+            sample.blurry.cpu(),
+            delta,
+            sample.blurry.cpu(),
+            completed,
+            0,
+            status,
+            message,
+            time.perf_counter() - started,
+            history,
             supervised=supervised.float().cpu() if supervised is not None else None,
         )

@@ -1,25 +1,45 @@
-"""Stopping policies: when to end an image's optimisation and which iterate to return.
+r"""Stopping policies: when to end an image's optimisation and which iterate to return.
 
-The solver calls :meth:`StoppingPolicy.observe` every ``check_every``
-iterations with a :class:`Check`; the policy answers whether to stop, and
-:meth:`StoppingPolicy.selected` names the iterate to return (``None``: the
-last one). Policies keep only the iterates they need.
+The solver calls :meth:`StoppingPolicy.start` once per image (budget, sample,
+supervisor g and :math:`\bar x = g(y)`), then :meth:`StoppingPolicy.observe`
+every ``check_every`` iterations with a :class:`Check`; the policy answers
+whether to stop, and :meth:`StoppingPolicy.selected` names the iterate to
+return (``None``: the last one). :meth:`StoppingPolicy.statistics` is recorded
+in the history at logging steps that are checks (keys ``stop_*``).
+
+Policies keep only the iterates they need: :class:`FixedBudget` and
+:class:`ConsistencyStop` none, :class:`WindowedVariance` its window plus the
+best iterate, :class:`ExponentialAverage` one running average (plus what its
+inner rule keeps), :class:`OracleBest` the best iterate.
+
+A policy that cannot work on an image (no supervisor, no ground truth) raises
+:class:`PolicyError` from :meth:`~StoppingPolicy.start`; the solver then marks
+that image failed with the message, before the first iteration.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 if TYPE_CHECKING:
+    from weakdeblur.data.sample import Sample
     from weakdeblur.supervisors.base import Supervisor
+
+
+class PolicyError(ValueError):
+    """A stopping policy cannot be used on this image (one clear message)."""
 
 
 @dataclass
 class Check:
-    """What the solver knows at a check (tensors are detached)."""
+    """What the solver knows at a check (tensors are detached; clone before keeping them)."""
 
     iteration: int  # completed iterations
     budget: int
@@ -38,14 +58,31 @@ class Iterate:
     kernel: torch.Tensor
     blurred: torch.Tensor
 
+    @classmethod
+    def copy_of(cls, check: Check) -> Iterate:
+        return cls(
+            check.iteration, check.image.clone(), check.kernel.clone(), check.blurred.clone()
+        )
+
 
 class StoppingPolicy:
     """Interface. The default implementation never stops and returns the last iterate."""
 
+    name: str = "policy"
     check_every: int = 100
 
-    def start(self, budget: int) -> None:
-        """Called once per image before the first iteration."""
+    def start(
+        self,
+        budget: int,
+        sample: Sample | None = None,
+        supervisor: Supervisor | None = None,
+        supervised: torch.Tensor | None = None,
+    ) -> None:
+        """Called once per image before the first iteration; resets all state.
+
+        Raises:
+            PolicyError: the policy cannot work on this image.
+        """
 
     def observe(self, check: Check) -> bool:
         """Return ``True`` to stop after this iteration."""
@@ -56,12 +93,340 @@ class StoppingPolicy:
         return None
 
     def statistics(self) -> dict[str, float]:
-        """Scalars describing the policy's state, recorded in the history at log steps."""
+        """Scalars describing the policy's state at the latest check (keys ``stop_*``)."""
         return {}
 
 
 class FixedBudget(StoppingPolicy):
     """The paper's rule: run the whole budget, return the last iterate."""
 
+    name = "fixed"
+
     def __init__(self, check_every: int = 100):
         self.check_every = check_every
+
+
+def _positive(name: str, value: int) -> int:
+    if int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+class ConsistencyStop(StoppingPolicy):
+    r"""The proposal's Eq. 7: stop once the consistency error is small for ``n`` checks.
+
+    At every check (every :math:`m` = ``check_every`` iterations)
+
+    .. math::
+
+        E_t = E\big(g(\hat y_t),\ \text{target}\big), \qquad
+        \hat y_t = k_t \star x_t, \qquad
+        \text{target} = \begin{cases} \bar x = g(y) & \texttt{g\_of\_y} \\
+                                      g(\bar x) & \texttt{g\_of\_xbar} \end{cases}
+
+    and the run stops at the first check :math:`t \ge t_{\min}` such that
+    :math:`E_s \le \tau` for the last ``consecutive`` (:math:`n`) checks
+    :math:`s \ge t_{\min}`, with :math:`\tau = t` (``relative=False``) or
+    :math:`\tau = t \cdot E_{t_1}`, :math:`t_1` the first check
+    (``relative=True``). Checks before :math:`t_{\min} = \max(\texttt{min\_iteration},
+    \lceil \texttt{min\_fraction} \cdot T \rceil)` do not count; the budget
+    :math:`T` is the maximum. The last iterate is returned.
+
+    ``threshold=None`` never stops but still records :math:`E_t` (calibration runs,
+    see :mod:`weakdeblur.calibrate`). :math:`g(\hat y)` costs one forward pass of g,
+    without gradients, per check only.
+
+    Args:
+        distance: :math:`E(a, b)` returning a scalar tensor (default L1).
+        threshold: :math:`t`; ``None`` records only.
+        relative: :math:`t` is a fraction of the first check's value.
+        consecutive: :math:`n`.
+        check_every: :math:`m`.
+        min_iteration, min_fraction: :math:`t_{\min}` (default: the fidelity switch at 20%).
+        target: ``g_of_y`` or ``g_of_xbar``.
+    """
+
+    name = "consistency"
+    TARGETS = ("g_of_y", "g_of_xbar")
+
+    def __init__(
+        self,
+        distance: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        threshold: float | None = 0.01,
+        relative: bool = False,
+        consecutive: int = 3,
+        check_every: int = 100,
+        min_iteration: int = 0,
+        min_fraction: float = 0.2,
+        target: str = "g_of_y",
+    ):
+        if target not in self.TARGETS:
+            raise ValueError(f"target must be one of {self.TARGETS}, got {target!r}")
+        if threshold is not None and threshold < 0:
+            raise ValueError(f"threshold must be non-negative or null, got {threshold}")
+        self.distance = distance if distance is not None else F.l1_loss
+        self.threshold = threshold
+        self.relative = relative
+        self.consecutive = _positive("consecutive", consecutive)
+        self.check_every = _positive("check_every", check_every)
+        self.min_iteration = int(min_iteration)
+        self.min_fraction = float(min_fraction)
+        self.target_kind = target
+        self.supervisor: Supervisor | None = None
+        self.target: torch.Tensor | None = None
+        self._reset(0)
+
+    def _reset(self, first_allowed: int) -> None:
+        self.first_allowed = first_allowed
+        self.value: float | None = None
+        self.first: float | None = None
+        self.count = 0
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None):
+        if supervisor is None or supervised is None:
+            name = f" ({sample.name})" if sample is not None else ""
+            raise PolicyError(
+                f"stopping=consistency needs a supervisor g to compute E(g(ŷ), target){name}; "
+                "choose one with supervisor=... or use another stopping policy (e.g. stopping=fixed)"
+            )
+        self.supervisor = supervisor
+        with torch.no_grad():
+            self.target = (
+                supervised if self.target_kind == "g_of_y" else supervisor(supervised)
+            ).detach()
+        if isinstance(self.distance, nn.Module):
+            self.distance.to(supervised.device)
+        self._reset(max(self.min_iteration, math.ceil(self.min_fraction * budget)))
+
+    def error(self, blurred: torch.Tensor) -> float:
+        """:math:`E(g(\\hat y), \\text{target})` for one ŷ."""
+        assert self.supervisor is not None and self.target is not None, "start() first"
+        with torch.no_grad():
+            return float(self.distance(self.supervisor(blurred), self.target))
+
+    def tolerance(self) -> float | None:
+        """:math:`\\tau`, once known."""
+        if self.threshold is None:
+            return None
+        if not self.relative:
+            return self.threshold
+        return None if self.first is None else self.threshold * self.first
+
+    def observe(self, check: Check) -> bool:
+        self.value = self.error(check.blurred)
+        if self.first is None:
+            self.first = self.value
+        tolerance = self.tolerance()
+        if tolerance is None or check.iteration < self.first_allowed:
+            return False
+        self.count = self.count + 1 if self.value <= tolerance else 0
+        return self.count >= self.consecutive
+
+    def statistics(self):
+        if self.value is None:
+            return {}
+        ratio = self.value / self.first if self.first else math.nan
+        return {
+            "stop_consistency": self.value,
+            "stop_consistency_ratio": ratio,
+            "stop_consistency_count": float(self.count),
+        }
+
+
+class WindowedVariance(StoppingPolicy):
+    r"""ES-WMV (Wang et al., "Early stopping for deep image prior"): windowed moving variance.
+
+    Over the last :math:`W` = ``window`` iterations, observed every ``check_every``
+    (so :math:`w = W / \texttt{check\_every}` iterates are kept in a ring buffer),
+
+    .. math::
+
+        \mathrm{VAR}_t = \frac{1}{w} \sum_{i=0}^{w-1}
+            \frac{1}{N}\big\|x_{t-i\,c} - \mu_t\big\|_2^2, \qquad
+        \mu_t = \frac{1}{w} \sum_{i=0}^{w-1} x_{t-i\,c}
+
+    (the paper's variance divided by the number of pixels :math:`N`; same
+    minimiser). Every time :math:`\mathrm{VAR}_t` reaches a new minimum the current
+    iterate is kept; the run stops at the first check with no new minimum for
+    ``patience`` iterations and returns the kept (lowest-variance) iterate.
+    """
+
+    name = "wmv"
+
+    def __init__(self, window: int = 100, patience: int = 1000, check_every: int = 1):
+        self.check_every = _positive("check_every", check_every)
+        self.window = _positive("window", window)
+        self.patience = _positive("patience", patience)
+        self.size = self.window // self.check_every
+        if self.size < 2:
+            raise ValueError(
+                f"window ({window}) must span at least two checks (check_every {check_every})"
+            )
+        self.start(0)
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None):
+        self.buffer: torch.Tensor | None = None
+        self.filled = 0
+        self.position = 0
+        self.variance: float | None = None
+        self.best_variance = math.inf
+        self.best: Iterate | None = None
+
+    def observe(self, check: Check) -> bool:
+        image = check.image
+        if self.buffer is None:
+            self.buffer = image.new_empty((self.size, *image.shape))
+        self.buffer[self.position].copy_(image)
+        self.position = (self.position + 1) % self.size
+        self.filled = min(self.filled + 1, self.size)
+        if self.filled < self.size:
+            return False
+        self.variance = float(self.buffer.var(dim=0, correction=0).mean())
+        if self.variance < self.best_variance:
+            self.best_variance = self.variance
+            self.best = Iterate.copy_of(check)
+        assert self.best is not None
+        return check.iteration - self.best.iteration >= self.patience
+
+    def selected(self):
+        return self.best
+
+    def statistics(self):
+        if self.variance is None:
+            return {}
+        assert self.best is not None
+        return {
+            "stop_wmv_variance": self.variance,
+            "stop_wmv_best_iteration": float(self.best.iteration),
+        }
+
+
+class ExponentialAverage(StoppingPolicy):
+    r"""An exponential moving average of the outputs, around any other rule.
+
+    Every ``check_every`` iterations
+
+    .. math::
+
+        \bar x_t = \beta\, \bar x_{t-c} + (1 - \beta)\, x_t \quad (\bar x = x \text{ at the first update}),
+
+    likewise for :math:`k` and :math:`\hat y`, with :math:`\beta` = ``decay`` per
+    update (0.99 per iteration, as in Deep Image Prior's ``exp_weight``). The
+    ``inner`` rule (default: the fixed budget) is consulted at its own
+    ``check_every`` and sees the *averaged* iterate in its :class:`Check`, so it
+    decides on, and returns, averages: with ``inner=wmv`` the lowest-variance
+    average, with ``inner=oracle`` the best average. Without a selection by the
+    inner rule, the average at the stop is returned.
+    """
+
+    name = "ema"
+
+    def __init__(
+        self, inner: StoppingPolicy | None = None, decay: float = 0.99, check_every: int = 1
+    ):
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay must be in [0, 1), got {decay}")
+        self.check_every = _positive("check_every", check_every)
+        self.inner = inner if inner is not None else FixedBudget(check_every=100)
+        if self.inner.check_every % self.check_every:
+            raise ValueError(
+                f"the inner rule's check_every ({self.inner.check_every}) must be a multiple "
+                f"of the average's check_every ({self.check_every})"
+            )
+        self.decay = decay
+        self.name = f"ema_{self.inner.name}"
+        self.average: Iterate | None = None
+        self.inner_checked = False
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None):
+        self.average = None
+        self.inner_checked = False
+        self.inner.start(budget, sample, supervisor, supervised)
+
+    def observe(self, check: Check) -> bool:
+        if self.average is None:
+            self.average = Iterate.copy_of(check)
+        else:
+            weight = 1.0 - self.decay
+            self.average.image.lerp_(check.image, weight)
+            self.average.kernel.lerp_(check.kernel, weight)
+            self.average.blurred.lerp_(check.blurred, weight)
+            self.average.iteration = check.iteration
+        self.inner_checked = check.iteration % self.inner.check_every == 0
+        if not self.inner_checked:
+            return False
+        averaged = replace(
+            check,
+            image=self.average.image,
+            kernel=self.average.kernel,
+            blurred=self.average.blurred,
+        )
+        return self.inner.observe(averaged)
+
+    def selected(self):
+        chosen = self.inner.selected()
+        if chosen is not None or self.average is None:
+            return chosen
+        return Iterate(
+            self.average.iteration,
+            self.average.image.clone(),
+            self.average.kernel.clone(),
+            self.average.blurred.clone(),
+        )
+
+    def statistics(self):
+        return self.inner.statistics() if self.inner_checked else {}
+
+
+class OracleBest(StoppingPolicy):
+    """Analysis only: run the whole budget and return the iterate with the best PSNR
+    against the ground truth (scored as :class:`weakdeblur.evaluation.Evaluator` scores
+    the returned image: Levin alignment, ``cut``, ``max_shift``). Refuses images
+    without ground truth. With ``check_every`` equal to the logging cadence, its
+    detection gap is zero by construction."""
+
+    name = "oracle"
+
+    def __init__(self, check_every: int = 100, cut: int = 15, max_shift: int = 10):
+        from weakdeblur.evaluation import Evaluator
+        from weakdeblur.metrics import LPIPSMetric
+
+        self.check_every = _positive("check_every", check_every)
+        self.evaluator = Evaluator(cut=cut, max_shift=max_shift, lpips=LPIPSMetric(False))
+        self.sharp: torch.Tensor | None = None
+        self.start(0)
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None):
+        self.best: Iterate | None = None
+        self.best_psnr = -math.inf
+        self.psnr: float | None = None
+        self.sharp = None
+        if sample is None:
+            return  # constructed without an image (config checks)
+        if sample.sharp is None:
+            raise PolicyError(
+                f"stopping=oracle needs ground truth and {sample.name} has none "
+                "(the oracle is for analysis on benchmark images only)"
+            )
+        self.sharp = sample.sharp.float().cpu()
+
+    def observe(self, check: Check) -> bool:
+        if self.sharp is None:
+            raise PolicyError("stopping=oracle needs ground truth: start() was given no sample")
+        scores = self.evaluator.image_scores(check.image.float().cpu(), self.sharp, False)
+        self.psnr = scores["psnr"]
+        if self.psnr > self.best_psnr:
+            self.best_psnr = self.psnr
+            self.best = Iterate.copy_of(check)
+        return False
+
+    def selected(self):
+        return self.best
+
+    def statistics(self):
+        if self.best is None:
+            return {}
+        return {
+            "stop_oracle_best_psnr": self.best_psnr,
+            "stop_oracle_best_iteration": float(self.best.iteration),
+        }

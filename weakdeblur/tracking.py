@@ -111,8 +111,9 @@ class Trackers(Tracker):
 
 class LocalArtifacts(Tracker):
     """Per image, under ``<output_dir>/<name>/``: ``x.png``, ``k.png`` (scaled to its
-    maximum), ``y_hat.png``, ``blurry.png``, ``metrics.json``, ``history.csv``
-    and ``history.json``; intermediate ``x.png``/``k.png`` at snapshot steps."""
+    maximum), ``y_hat.png``, ``blurry.png``, ``sharp.png`` and ``k_true.png`` (ground
+    truth, when known), ``metrics.json``, ``history.csv`` and ``history.json``;
+    intermediate ``x.png``/``k.png`` at snapshot steps."""
 
     def __init__(self, output_dir: str | Path):
         self.output_dir = Path(output_dir)
@@ -127,6 +128,8 @@ class LocalArtifacts(Tracker):
         write_image(folder / "blurry.png", sample.blurry)
         if sample.sharp is not None:
             write_image(folder / "sharp.png", sample.sharp)
+        if sample.kernel is not None:
+            write_image(folder / "k_true.png", kernel_to_image(sample.kernel))
         write_json(folder / METRICS_FILE, {"name": sample.name, "status": "running", **info})
 
     def log(self, sample, record):

@@ -4,8 +4,8 @@ import csv
 import json
 import statistics
 
-import numpy as np
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import yaml
 

@@ -113,7 +113,9 @@ class Evaluator:
         return (self._aligned_ssd(estimated, sharp) / self._aligned_ssd(reference, sharp)) ** 0.5
 
 
-def trajectory_scores(history: Sequence[Mapping[str, float]], stop_iteration: int) -> dict[str, float]:
+def trajectory_scores(
+    history: Sequence[Mapping[str, float]], stop_iteration: int
+) -> dict[str, float]:
     """From the logged history: PSNR/SSIM at the iteration where the run stopped
     (``stop_psnr``, ``stop_ssim``) and the best logged PSNR (``peak_psnr`` at
     ``peak_iteration``, the oracle of the stopping-rule evaluation). Empty

@@ -141,6 +141,4 @@ def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Circular correlation with ``kernel`` centred as in :func:`_transfer` (for tests and checks)."""
     k = kernel.double().reshape(1, 1, *kernel.shape[-2:])
     transfer = _transfer(k / k.sum(), tuple(image.shape[-2:]))
-    return torch.fft.ifft2(torch.fft.fft2(image.double()) * transfer).real.to(
-        image.dtype
-    )
+    return torch.fft.ifft2(torch.fft.fft2(image.double()) * transfer).real.to(image.dtype)

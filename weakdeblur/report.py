@@ -142,7 +142,10 @@ def _read_json(path: Path) -> Any:
 
 
 def _load_run(folder: Path) -> tuple[Run, list[ImageResult]]:
-    config_path, overrides_path = folder / ".hydra" / "config.yaml", folder / ".hydra" / "overrides.yaml"
+    config_path, overrides_path = (
+        folder / ".hydra" / "config.yaml",
+        folder / ".hydra" / "overrides.yaml",
+    )
     config: dict[str, Any] = {}
     if config_path.is_file():
         config = yaml.safe_load(config_path.read_text()) or {}
@@ -354,7 +357,11 @@ def plot_montage(name: str, results: Sequence[ImageResult], path: Path) -> bool:
     columns = ["y", "x̂", "k̂", "x (truth)", "k (truth)"]
     files = ["blurry.png", "x.png", "k.png", "sharp.png", "k_true.png"]
     figure, axes = plt.subplots(
-        len(mine), len(columns), figsize=(1.6 * len(columns), 1.7 * len(mine)), dpi=80, squeeze=False
+        len(mine),
+        len(columns),
+        figsize=(1.6 * len(columns), 1.7 * len(mine)),
+        dpi=80,
+        squeeze=False,
     )
     for row, r in enumerate(mine):
         for column, file in enumerate(files):
@@ -447,7 +454,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def report(paths: Sequence[str | Path], out: str | Path | None = None, figures: bool = True) -> Path:
+def report(
+    paths: Sequence[str | Path], out: str | Path | None = None, figures: bool = True
+) -> Path:
     """Write the report for ``paths`` into ``out``; return ``out``."""
     results = collect(paths)
     if out is None:
@@ -484,9 +493,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="python -m weakdeblur.report",
         description="Tables and plots from weakdeblur run or sweep folders (local files only).",
     )
-    parser.add_argument("paths", nargs="+", help="run folders, sweep folders, or folders above them")
     parser.add_argument(
-        "--out", default=None, help="output folder (default: PATH/report for one path, else ./report)"
+        "paths", nargs="+", help="run folders, sweep folders, or folders above them"
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: PATH/report for one path, else ./report)",
     )
     parser.add_argument("--no-figures", action="store_true", help="tables only")
     arguments = parser.parse_args(argv)

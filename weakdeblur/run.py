@@ -172,7 +172,11 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     try:
         for name in names:
             current = name
-            done = completed_record(output_dir / name, config_fingerprint) if cfg.get("resume") else None
+            done = (
+                completed_record(output_dir / name, config_fingerprint)
+                if cfg.get("resume")
+                else None
+            )
             if done is not None:
                 log.info("%s: complete in %s, skipped (resume=false redoes it)", name, output_dir)
                 records.append({**done, "resumed": True})

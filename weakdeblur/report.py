@@ -376,7 +376,8 @@ def plot_montage(name: str, results: Sequence[ImageResult], path: Path) -> bool:
                 axis.set_title(columns[column], fontsize=8)
         psnr = r.value("psnr")
         axes[row][0].set_ylabel(
-            r.run.label + ("" if psnr is None else f"\n{psnr:.2f} dB"), fontsize=7
+            r.run.label.replace(" ", "\n") + ("" if psnr is None else f"\n{psnr:.2f} dB"),
+            fontsize=7,
         )
     figure.suptitle(name, fontsize=9)
     figure.tight_layout()
@@ -429,7 +430,7 @@ def print_table(summary: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     table = Table(title="weakdeblur results (mean ± std over finished images)")
-    table.add_column("experiment")
+    table.add_column("experiment", no_wrap=True)
     table.add_column("ok/images", justify="right")
     for metric in METRICS:
         table.add_column(HEADERS[metric], justify="right")
@@ -439,7 +440,8 @@ def print_table(summary: list[dict[str, Any]]) -> None:
             f"{row['ok']}/{row['images']}",
             *(mean_std(row, metric) for metric in METRICS),
         )
-    Console(width=max(120, len(METRICS) * 16)).print(table)
+    longest = max((len(row["experiment"]) for row in summary), default=10)
+    Console(width=max(100, longest + 17 * (len(METRICS) + 1))).print(table)
 
 
 def _display(path: Path) -> str:

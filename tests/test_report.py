@@ -96,7 +96,7 @@ def test_report_on_two_fake_sweeps_gives_the_right_means_and_files(two_sweeps, t
     }
     text = (out / "results.md").read_text()
     assert "| a | 4 (3) | 23.00 ± 3.61 | 0.6667 ± 0.1528 |" in text
-    assert "| im3 | a | ok | 27.00 |" in text
+    assert "| im3 | a | ok | – | 27.00 |" in text
     for figure in ("psnr_vs_iteration.png", "stop_iterations.png", "montage_im1.png"):
         assert (out / figure).stat().st_size > 1000
         assert f"({figure})" in text

@@ -412,11 +412,11 @@ def markdown(
         cells += [mean_std(row, metric) for metric in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "## Per image", ""]
-    header = ["image", "experiment", "status", *(HEADERS[m] for m in METRICS)]
+    header = ["image", "experiment", "status", "blurry PSNR", *(HEADERS[m] for m in METRICS)]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("| " + " | ".join("---" for _ in header) + " |")
     for row in sorted(images, key=lambda r: (r["image"], r["experiment"])):
-        cells = [row["image"], row["experiment"], row["status"]]
+        cells = [row["image"], row["experiment"], row["status"], _cell(row["blurry_psnr"], ".2f")]
         cells += [_cell(row[metric], FORMATS[metric]) for metric in METRICS]
         lines.append("| " + " | ".join(cells) + " |")
     if figures:

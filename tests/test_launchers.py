@@ -132,3 +132,45 @@ def test_submitit_local_two_job_sweep(tmp_path):
     # each job ran in its own submitit process, with its own job folder and logs
     logs = sorted((root / ".submitit").glob("*/*_log.out"))
     assert len(logs) == 2 and logs[0].parent != logs[1].parent
+
+
+def test_path_values_do_not_nest_sweep_folders():
+    from omegaconf import OmegaConf
+
+    import weakdeblur.run  # noqa: F401  (registers the resolver)
+
+    config = OmegaConf.create({"o": "data.root=/a/b,seed=1", "d": "${path_safe:${o}}"})
+    name = config.d
+    assert name == "data.root=_a_b,seed=1"
+
+
+def test_a_job_with_failed_images_does_not_stop_the_sweep(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    root = tmp_path / "sweep"
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.run",
+            "-m",
+            "data=folder",
+            f"data.root={folder}",
+            "logger=none",
+            "progress=false",
+            f"hydra.sweep.dir={root}",
+            "seed=0,1",
+        ],
+        cwd=PROJECT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    summaries = sorted(root.glob("*/summary.json"))
+    assert len(summaries) == 2  # the second job ran after the first one's failure
+    assert all(json.loads(p.read_text())["failed"] == ["truncated"] for p in summaries)
+    assert "some images failed" in done.stderr

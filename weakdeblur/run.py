@@ -41,6 +41,12 @@ EXIT_USAGE = 2
 EXIT_FAILED_IMAGES = 1
 EXIT_INTERRUPTED = 130
 
+# Sweep sub-folders are named by the job's overrides; a value holding a path
+# (data.root=/x/y) must not nest folders: "/" becomes "_" (conf/config.yaml).
+OmegaConf.register_new_resolver(
+    "path_safe", lambda text: str(text).replace("/", "_").strip(".") or "_", replace=True
+)
+
 
 def build_solver(cfg: DictConfig) -> Solver:
     """The solver from the ``generator``, ``loss``, ``optim``, ``stopping`` and ``supervisor`` groups."""

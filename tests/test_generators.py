@@ -29,7 +29,9 @@ def test_paper_generator_size_and_non_local_blocks():
         isinstance(m, NonLocalBlock) for m in SkipNetwork(non_local_scales=[]).modules()
     )
     parameters = sum(p.numel() for p in net.parameters())
-    assert parameters == 2_365_521  # the reference skip net (5 scales, 128/128/16, 3 non-local blocks), counted by hand
+    assert (
+        parameters == 2_365_521
+    )  # the reference skip net (5 scales, 128/128/16, 3 non-local blocks), counted by hand
     assert net(torch.rand(1, 8, 41, 37)).shape == (1, 1, 41, 37)
 
 

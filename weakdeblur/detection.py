@@ -50,7 +50,8 @@ def stopping_record(
     Always: ``budget``, ``stop_iteration``, ``iterations_saved``; with a policy name,
     ``stopping_policy`` and ``stopping_statistics`` (the last logged ``stop_*`` values).
     With ground truth (``psnr`` in the history): ``peak_psnr``, ``peak_ssim``,
-    ``peak_iteration`` and, given the returned image's PSNR, ``detection_gap``.
+    ``peak_iteration``, ``stop_psnr``/``stop_ssim`` (the logged iterate at the stop)
+    and, given the returned image's PSNR, ``detection_gap``.
     """
     record: dict[str, Any] = {
         "budget": budget,
@@ -69,6 +70,13 @@ def stopping_record(
         if "ssim" in best:
             record["peak_ssim"] = best["ssim"]
         record["peak_iteration"] = int(best["iteration"])
+        at_stop = [
+            row for row in history if int(row["iteration"]) == stop_iteration and "psnr" in row
+        ]
+        if at_stop:
+            record["stop_psnr"] = float(at_stop[-1]["psnr"])
+            if "ssim" in at_stop[-1]:
+                record["stop_ssim"] = float(at_stop[-1]["ssim"])
         if isinstance(returned_psnr, (int, float)) and math.isfinite(returned_psnr):
             record["detection_gap"] = best["psnr"] - returned_psnr
     return record

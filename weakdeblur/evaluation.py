@@ -7,7 +7,8 @@ from collections.abc import Callable
 import torch
 
 from weakdeblur.data.sample import Sample
-from weakdeblur.metrics import LPIPSMetric, aligned_score, kernel_error
+from weakdeblur.metrics import LPIPSMetric, align_to_reference, aligned_score, kernel_error
+from weakdeblur.nonblind import blur, deconvolve
 
 
 class Evaluator:
@@ -17,10 +18,17 @@ class Evaluator:
     crops) so that at least a 16-pixel square is scored.
     """
 
-    def __init__(self, cut: int = 15, max_shift: int = 10, lpips: LPIPSMetric | None = None):
+    def __init__(
+        self,
+        cut: int = 15,
+        max_shift: int = 10,
+        lpips: LPIPSMetric | None = None,
+        error_ratio: bool = True,
+    ):
         self.cut = cut
         self.max_shift = max_shift
         self.lpips = lpips if lpips is not None else LPIPSMetric()
+        self.with_error_ratio = error_ratio
 
     def _protocol(self, size: int) -> tuple[int, int]:
         cut = min(self.cut, max((size - 16) // 2, 0))
@@ -65,4 +73,41 @@ class Evaluator:
             scores["blurry_psnr"], scores["blurry_ssim"] = blurry["psnr"], blurry["ssim"]
         if sample.kernel is not None:
             scores["kernel_error"] = kernel_error(kernel, sample.kernel)
+            if self.with_error_ratio and sample.sharp is not None:
+                scores["error_ratio"] = self.error_ratio(sample, kernel)
         return scores
+
+    def _aligned_ssd(self, image: torch.Tensor, reference: torch.Tensor) -> float:
+        cut, shift = self._protocol(min(reference.shape[-2:]))
+        aligned, target, _ = align_to_reference(image, reference, cut=cut, max_shift=shift)
+        return float(((aligned.double() - target.double()) ** 2).sum())
+
+    def true_kernel(self, sample: Sample) -> torch.Tensor:
+        """The ground-truth kernel in correlation orientation.
+
+        Ground-truth kernels come in either orientation (Levin's kernels 4 and 8
+        are stored for true convolution): the one whose blur of the sharp image
+        best explains the blurry one, after alignment, is taken.
+        """
+        sharp, blurry = sample.sharp.float().cpu(), sample.blurry.float().cpu()
+        candidates = [sample.kernel, torch.flip(sample.kernel, dims=(-2, -1))]
+        errors = [self._aligned_ssd(blur(sharp, k.float().cpu()), blurry) for k in candidates]
+        return candidates[min(range(2), key=errors.__getitem__)].float().cpu()
+
+    def error_ratio(self, sample: Sample, kernel: torch.Tensor) -> float:
+        r"""Levin et al.'s error ratio of an estimated kernel :math:`\hat k`:
+
+        .. math::
+
+            \mathrm{ER} = \frac{\|D(y, \hat k) - x\|_2}{\|D(y, k) - x\|_2},
+
+        where :math:`D` is the same non-blind deconvolution
+        (:func:`weakdeblur.nonblind.deconvolve`), :math:`k` the true kernel
+        (orientation from :meth:`true_kernel`) and both deconvolutions are
+        aligned to :math:`x` by the Levin protocol before the norms are taken.
+        1 means the estimated kernel is as good as the true one for deconvolution.
+        """
+        sharp, blurry = sample.sharp.float().cpu(), sample.blurry.float().cpu()
+        estimated = deconvolve(blurry, kernel.float().cpu())
+        reference = deconvolve(blurry, self.true_kernel(sample))
+        return (self._aligned_ssd(estimated, sharp) / self._aligned_ssd(reference, sharp)) ** 0.5

@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +24,7 @@ from weakdeblur.data.sample import DataError
 from weakdeblur.detection import stopping_record
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric
+from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
 from weakdeblur.solver import Result, Solver, resolve_device
 from weakdeblur.tracking import (
     METRICS_FILE,
@@ -39,6 +41,12 @@ log = logging.getLogger("weakdeblur")
 EXIT_USAGE = 2
 EXIT_FAILED_IMAGES = 1
 EXIT_INTERRUPTED = 130
+
+# Sweep sub-folders are named by the job's overrides; a value holding a path
+# (data.root=/x/y) must not nest folders: "/" becomes "_" (conf/config.yaml).
+OmegaConf.register_new_resolver(
+    "path_safe", lambda text: str(text).replace("/", "_").strip(".") or "_", replace=True
+)
 
 
 def build_solver(cfg: DictConfig) -> Solver:
@@ -72,9 +80,22 @@ def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracke
                 "group": cfg.experiment,
                 "run_config": OmegaConf.to_container(cfg, resolve=True),
                 "directory": output_dir,
+                "tags": [*cfg.logger.get("tags", []), *choice_tags()],
             }
         trackers.append(instantiate(cfg.logger, _partial_=True)(**extra))
     return Trackers(trackers)
+
+
+def choice_tags() -> list[str]:
+    """W&B tags naming the data set, supervisor, stopping rule and preset, e.g. ``data:levin``."""
+    if not HydraConfig.initialized():
+        return []
+    choices = HydraConfig.get().runtime.choices
+    return [
+        f"{group}:{choices[group]}"
+        for group in ("exp", "data", "supervisor", "stopping")
+        if choices.get(group)
+    ]
 
 
 def _mean(values: list[float]) -> float | None:
@@ -84,8 +105,19 @@ def _mean(values: list[float]) -> float | None:
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
     done = [record for record in records if record.get("status") == "ok"]
-    keys = ("psnr", "ssim", "lpips", "kernel_error", "blurry_psnr", "iterations", "seconds")
-    keys += ("peak_psnr", "detection_gap", "iterations_saved")
+    keys = (
+        "psnr",
+        "ssim",
+        "lpips",
+        "kernel_error",
+        "error_ratio",
+        "blurry_psnr",
+        "iterations",
+        "seconds",
+        "peak_psnr",
+        "detection_gap",
+        "iterations_saved",
+    )
     means = {key: _mean([record[key] for record in done if key in record]) for key in keys}
     return {
         "images": len(records),
@@ -136,8 +168,12 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     solver = build_solver(cfg)
     device = resolve_device(cfg.device)
     evaluator = Evaluator(
-        cut=cfg.metrics.cut, max_shift=cfg.metrics.max_shift, lpips=LPIPSMetric(cfg.metrics.lpips)
+        cut=cfg.metrics.cut,
+        max_shift=cfg.metrics.max_shift,
+        lpips=LPIPSMetric(cfg.metrics.lpips),
+        error_ratio=cfg.metrics.get("error_ratio", True),
     )
+    config_fingerprint = fingerprint(OmegaConf.to_container(cfg, resolve=True))
     trackers = build_trackers(cfg, output_dir, solver.optim.iterations)
     environment = environment_info(device)
     records: list[dict[str, Any]] = []
@@ -146,7 +182,21 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     try:
         for name in names:
             current = name
-            record: dict[str, Any] = {"name": name, "experiment": cfg.experiment, "seed": cfg.seed}
+            done = (
+                completed_record(output_dir / name, config_fingerprint)
+                if cfg.get("resume")
+                else None
+            )
+            if done is not None:
+                log.info("%s: complete in %s, skipped (resume=false redoes it)", name, output_dir)
+                records.append({**done, "resumed": True})
+                continue
+            record: dict[str, Any] = {
+                "name": name,
+                "experiment": cfg.experiment,
+                "seed": cfg.seed,
+                "config_fingerprint": config_fingerprint,
+            }
             try:
                 sample = source.load(name)
             except DataError as error:
@@ -233,8 +283,14 @@ def result_record(result: Result) -> dict[str, Any]:
 def main(cfg: DictConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    output_dir = Path(HydraConfig.get().runtime.output_dir)
-    code = run_images(cfg, output_dir)
+    hydra_config = HydraConfig.get()
+    output_dir = Path(hydra_config.runtime.output_dir)
+    with sigterm_as_interrupt():
+        code = run_images(cfg, output_dir)
+    if code == EXIT_FAILED_IMAGES and hydra_config.mode == RunMode.MULTIRUN:
+        # an exception (not SystemExit) lets the launcher finish the other jobs;
+        # Hydra reports it and exits non-zero at the end of the sweep
+        raise RuntimeError(f"some images failed in {output_dir} (see its summary.json)")
     if code:
         sys.exit(code)
 

@@ -111,8 +111,9 @@ class Trackers(Tracker):
 
 class LocalArtifacts(Tracker):
     """Per image, under ``<output_dir>/<name>/``: ``x.png``, ``k.png`` (scaled to its
-    maximum), ``y_hat.png``, ``blurry.png``, ``metrics.json``, ``history.csv``
-    and ``history.json``; intermediate ``x.png``/``k.png`` at snapshot steps."""
+    maximum), ``y_hat.png``, ``blurry.png``, ``sharp.png`` and ``k_true.png`` (ground
+    truth, when known), ``metrics.json``, ``history.csv`` and ``history.json``;
+    intermediate ``x.png``/``k.png`` at snapshot steps."""
 
     def __init__(self, output_dir: str | Path):
         self.output_dir = Path(output_dir)
@@ -127,6 +128,8 @@ class LocalArtifacts(Tracker):
         write_image(folder / "blurry.png", sample.blurry)
         if sample.sharp is not None:
             write_image(folder / "sharp.png", sample.sharp)
+        if sample.kernel is not None:
+            write_image(folder / "k_true.png", kernel_to_image(sample.kernel))
         write_json(folder / METRICS_FILE, {"name": sample.name, "status": "running", **info})
 
     def log(self, sample, record):
@@ -192,6 +195,11 @@ class ProgressBar(Tracker):
             self.bar = None
 
 
+def _to_numpy(image: torch.Tensor):
+    """``(1, C, H, W)`` in [0, 1] → ``(H, W, C)`` array for ``wandb.Image``."""
+    return image[0].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+
+
 def _has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
@@ -214,12 +222,22 @@ def wandb_mode(requested: str | None) -> str:
 class WandbTracker(Tracker):
     """One W&B run per image, grouped by experiment.
 
+    ``group`` = experiment and ``job_type`` = image, so the W&B runs table
+    groups an ablation by experiment (mean ± spread over the images) and a
+    ``job_type`` filter compares experiments on one image. The step metric is
+    ``iteration``. The summary holds every scalar of the image's
+    ``metrics.json`` (scores of the returned estimate, ``stop_*`` scores at
+    the iteration where the run stopped, ``peak_*``, kernel error, error
+    ratio, iterations, seconds); the last step logs images of y, x, k, ŷ,
+    x̄ (with a supervisor) and the ground truth (when known). Every run is
+    finished, whatever happens, so multirun never merges runs.
+
     Args:
         project, entity: W&B destination.
         mode: ``online``/``offline``/``disabled``; ``None`` = automatic (see :func:`wandb_mode`).
         group: usually the experiment name; ``job_type`` is the image name.
         tags: extra tags (data set, supervisor, ...).
-        image_every: log x and k images at every snapshot step when true.
+        log_images: log x and k images at snapshot steps and the final images when true.
         run_config: the resolved run configuration (a plain dict).
         directory: where W&B writes its files (the run's output folder).
     """
@@ -274,8 +292,8 @@ class WandbTracker(Tracker):
 
         data = dict(record.scalars)
         if self.log_images and record.snapshot:
-            data["x"] = wandb.Image(record.image[0].clamp(0, 1).permute(1, 2, 0).numpy())
-            data["k"] = wandb.Image(kernel_to_image(record.kernel)[0].permute(1, 2, 0).numpy())
+            data["x"] = wandb.Image(_to_numpy(record.image))
+            data["k"] = wandb.Image(_to_numpy(kernel_to_image(record.kernel)))
         self.run.log(data)
 
     def end_image(self, sample, result, metrics):
@@ -283,24 +301,37 @@ class WandbTracker(Tracker):
             return
         import wandb
 
-        if self.log_images:
-            self.run.log(
+        try:
+            if self.log_images:
+                images = {
+                    "final/x": result.image,
+                    "final/k": kernel_to_image(result.kernel),
+                    "final/y_hat": result.blurred,
+                    "final/y": sample.blurry,
+                }
+                if result.supervised is not None:
+                    images["final/x_bar"] = result.supervised
+                if sample.sharp is not None:
+                    images["final/x_true"] = sample.sharp
+                self.run.log(
+                    {
+                        "iteration": result.iterations,
+                        **{
+                            key: wandb.Image(_to_numpy(value), caption=f"{sample.name} {key}")
+                            for key, value in images.items()
+                        },
+                    }
+                )
+            self.run.summary.update(
                 {
-                    "iteration": result.iterations,
-                    "final/x": wandb.Image(result.image[0].clamp(0, 1).permute(1, 2, 0).numpy()),
-                    "final/k": wandb.Image(
-                        kernel_to_image(result.kernel)[0].permute(1, 2, 0).numpy()
-                    ),
-                    "final/y_hat": wandb.Image(
-                        result.blurred[0].clamp(0, 1).permute(1, 2, 0).numpy()
-                    ),
+                    key: value
+                    for key, value in metrics.items()
+                    if isinstance(value, (int, float, str, bool))
                 }
             )
-        for key, value in metrics.items():
-            if isinstance(value, (int, float, str, bool)):
-                self.run.summary[key] = value
-        self.run.finish(exit_code=0 if result.status == "ok" else 1)
-        self.run = None
+        finally:
+            self.run.finish(exit_code=0 if result.status == "ok" else 1)
+            self.run = None
 
     def close(self):
         if self.run is not None:

@@ -1,0 +1,142 @@
+"""Resume skips finished images and redoes the rest; SIGTERM leaves a readable results folder."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+from conftest import CONF, PROJECT, TINY_OVERRIDES
+from hydra import compose, initialize_config_dir
+
+from weakdeblur.resume import ARTEFACTS, completed_record, fingerprint
+from weakdeblur.run import EXIT_INTERRUPTED, run_images
+
+
+def smooth_image(path, size, seed):
+    rng = np.random.default_rng(seed)
+    noise = rng.random((size // 4, size // 4))
+    image = np.kron(noise, np.ones((4, 4)))  # blocky: edges a kernel can explain
+    iio.imwrite(path, (image * 255).astype(np.uint8))
+
+
+def folder_data(tmp_path, sizes=(32, 32)):
+    folder = tmp_path / "blurry"
+    folder.mkdir()
+    for index, size in enumerate(sizes):
+        smooth_image(folder / f"{'ab'[index]}.png", size, index)
+    return ["data=folder", f"data.root={folder}", "data.kernel_size=5"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """In-process runs on one thread, as the subprocesses (a loaded 2-core machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def compose_tiny(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=[*TINY_OVERRIDES, *overrides])
+
+
+def status(output, name):
+    return json.loads((output / name / "metrics.json").read_text())["status"]
+
+
+def test_resume_skips_a_finished_image_and_redoes_an_unfinished_one(tmp_path):
+    data = folder_data(tmp_path)
+    output = tmp_path / "out"
+    assert run_images(compose_tiny(*data), output) == 0
+    assert status(output, "a") == status(output, "b") == "ok"
+    for name in ARTEFACTS:
+        assert (output / "a" / name).is_file()
+    finished = (output / "a" / "x.png").stat().st_mtime_ns
+    # b was cut short: its record says interrupted
+    record = json.loads((output / "b" / "metrics.json").read_text())
+    (output / "b" / "metrics.json").write_text(json.dumps({**record, "status": "interrupted"}))
+    unfinished = (output / "b" / "x.png").stat().st_mtime_ns
+
+    assert run_images(compose_tiny(*data), output) == 0
+    assert (output / "a" / "x.png").stat().st_mtime_ns == finished  # skipped
+    assert status(output, "b") == "ok"
+    assert (output / "b" / "x.png").stat().st_mtime_ns > unfinished  # redone
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["ok"] == 2
+    assert [r.get("resumed", False) for r in summary["per_image"]] == [True, False]
+    assert summary["mean"]["iterations"] == 40
+
+    # resume=false redoes everything
+    assert run_images(compose_tiny(*data, "resume=false"), output) == 0
+    assert (output / "a" / "x.png").stat().st_mtime_ns > finished
+
+
+def test_a_finished_image_with_another_configuration_or_missing_files_is_redone(tmp_path):
+    data = folder_data(tmp_path, sizes=(32,))
+    output = tmp_path / "out"
+    cfg = compose_tiny(*data)
+    assert run_images(cfg, output) == 0
+    from omegaconf import OmegaConf
+
+    same = fingerprint(OmegaConf.to_container(cfg, resolve=True))
+    other = fingerprint(OmegaConf.to_container(compose_tiny(*data, "seed=1"), resolve=True))
+    neutral = fingerprint(
+        OmegaConf.to_container(compose_tiny(*data, "threads=1", "data.images=[a]"), resolve=True)
+    )
+    assert same != other and same == neutral
+    assert completed_record(output / "a", same)["status"] == "ok"
+    assert completed_record(output / "a", other) is None
+    (output / "a" / "k.pt").unlink()
+    assert completed_record(output / "a", same) is None
+
+
+def test_sigterm_leaves_a_readable_results_folder_and_a_rerun_finishes(tmp_path):
+    # a: small and quick; b: larger, so the signal arrives while b runs
+    data = folder_data(tmp_path, sizes=(32, 64))
+    output = tmp_path / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "weakdeblur.run",
+        *TINY_OVERRIDES,
+        *data,
+        "optim.iterations=200",
+        "optim.log_every=50",
+        f"hydra.run.dir={output}",
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if status(output, "a") == "ok" and status(output, "b") == "running":
+                break
+        except (OSError, json.JSONDecodeError):
+            pass
+        time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be interrupted"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED, stderr.decode()[-2000:]
+    assert status(output, "a") == "ok"
+    for name in ARTEFACTS:
+        assert (output / "a" / name).is_file()
+    assert status(output, "b") == "interrupted"
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["interrupted"] == ["b"] and summary["ok"] == 1
+    finished = (output / "a" / "x.png").stat().st_mtime_ns
+
+    rerun = subprocess.run(command, cwd=PROJECT, env=environment, capture_output=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr.decode()[-2000:]
+    assert status(output, "b") == "ok"
+    assert (output / "a" / "x.png").stat().st_mtime_ns == finished
+    assert "a: complete" in rerun.stdout.decode() + rerun.stderr.decode()

@@ -1,0 +1,100 @@
+"""Resumable runs: which images of an output folder are already done, and clean interruption.
+
+An image counts as complete when its ``metrics.json`` says ``status: ok``,
+every artefact of :data:`ARTEFACTS` exists, and the record's configuration
+fingerprint equals the current one (so re-running the same folder with other
+settings redoes the images instead of silently keeping stale results).
+Anything else (``running``, ``interrupted``, ``failed``, missing files) is
+redone.
+
+A scheduler stops a job with SIGTERM; :func:`sigterm_as_interrupt` turns it
+into the same :class:`KeyboardInterrupt` path as Ctrl-C, so the finished
+images stay intact and the current one is marked ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from weakdeblur.tracking import METRICS_FILE
+
+log = logging.getLogger(__name__)
+
+ARTEFACTS = ("x.png", "k.png", "k.pt", "y_hat.png", "blurry.png", "history.json", METRICS_FILE)
+
+# Settings that do not change an image's result: excluded from the fingerprint.
+NEUTRAL_KEYS = ("logger", "progress", "device", "threads", "resume", "run_name", "hydra")
+NEUTRAL_DATA_KEYS = ("images",)  # which images run, not how
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """A short hash of the resolved configuration minus :data:`NEUTRAL_KEYS` and ``data.images``."""
+    relevant = {key: value for key, value in config.items() if key not in NEUTRAL_KEYS}
+    if isinstance(relevant.get("data"), Mapping):
+        relevant["data"] = {
+            key: value for key, value in relevant["data"].items() if key not in NEUTRAL_DATA_KEYS
+        }
+    text = json.dumps(relevant, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def completed_record(folder: Path, config_fingerprint: str | None = None) -> dict[str, Any] | None:
+    """The stored record of a complete image in ``folder``, else ``None`` (with the reason logged)."""
+    path = folder / METRICS_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        log.warning("%s: unreadable %s, redoing the image", folder.name, METRICS_FILE)
+        return None
+    if record.get("status") != "ok":
+        log.info("%s: previous status %s, redoing it", folder.name, record.get("status"))
+        return None
+    missing = [name for name in ARTEFACTS if not (folder / name).is_file()]
+    if missing:
+        log.warning("%s: missing %s, redoing the image", folder.name, ", ".join(missing))
+        return None
+    stored = record.get("config_fingerprint")
+    if config_fingerprint is not None and stored != config_fingerprint:
+        log.warning(
+            "%s: finished with another configuration (%s, now %s), redoing it",
+            folder.name,
+            stored,
+            config_fingerprint,
+        )
+        return None
+    return record
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (a :class:`KeyboardInterrupt`).
+
+    Only the main thread can own signal handlers; elsewhere this does nothing.
+    The previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

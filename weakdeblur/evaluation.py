@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import torch
 
+from weakdeblur.colour import luminance
 from weakdeblur.data.sample import Sample
-from weakdeblur.metrics import LPIPSMetric, aligned_score, kernel_error
+from weakdeblur.metrics import LPIPSMetric, aligned_score, grid_kernel_errors
 
 
 class Evaluator:
@@ -29,6 +30,8 @@ class Evaluator:
     def image_scores(
         self, image: torch.Tensor, sharp: torch.Tensor, with_lpips: bool = True
     ) -> dict[str, float]:
+        """Scores on the luminance channel (colour images are converted to Y first)."""
+        image, sharp = luminance(image), luminance(sharp)
         cut, shift = self._protocol(min(sharp.shape[-2:]))
         score = aligned_score(image, sharp, cut=cut, max_shift=shift)
         scores = {
@@ -63,6 +66,6 @@ class Evaluator:
             scores.update(self.image_scores(image, sharp))
             blurry = self.image_scores(sample.blurry.float().cpu(), sharp, with_lpips=False)
             scores["blurry_psnr"], scores["blurry_ssim"] = blurry["psnr"], blurry["ssim"]
-        if sample.kernel is not None:
-            scores["kernel_error"] = kernel_error(kernel, sample.kernel)
+        if sample.kernel is not None:  # per cell for grids of kernels
+            scores.update(grid_kernel_errors(kernel, sample.kernel))
         return scores

@@ -157,7 +157,10 @@ class GridBlur(nn.Module):
     * identical kernels :math:`k_{pq} = k` give exactly the uniform model,
       :math:`\sum_{pq} k \star (w_{pq} x) = k \star \sum_{pq} w_{pq} x = k \star x`;
     * :math:`A` is linear in :math:`x` and, separately, in each :math:`k_{pq}`;
-    * :math:`A \mathbf 1 = \mathbf 1` when every kernel sums to one.
+    * far from the overlaps (where :math:`w_{pq} = 1` on a kernel's support) the
+      model is the uniform blur by :math:`k_{pq}`. Note that, unlike the uniform
+      case, :math:`A \mathbf 1 \ne \mathbf 1` in general for different kernels
+      (:math:`(A\mathbf 1)_i = \sum_{pq}\sum_u k_{pq}(u)\, w_{pq}(i + u)`).
 
     The adjoint is :math:`A^\top r = \sum_{pq} w_{pq} \odot (k_{pq}^\top r)`, with
     :math:`k^\top` the full transposed correlation of :meth:`UniformBlur.adjoint`.

@@ -60,7 +60,7 @@ def only_folder(output: Path) -> Path:
 
 
 def test_tiny_grid_run_on_the_nonuniform_set(tmp_path):
-    done = run(tmp_path / "out", *TINY_NONUNIFORM, "optim.iterations=20")
+    done = run(tmp_path / "out", *TINY_NONUNIFORM, "optim.iterations=20", "supervisor=identity")
     assert done.returncode == 0, done.stderr[-3000:]
     folder = only_folder(tmp_path / "out")
     assert folder.name == "camera40_camera_s0"
@@ -73,6 +73,8 @@ def test_tiny_grid_run_on_the_nonuniform_set(tmp_path):
     )
     assert iio.imread(folder / "k.png").shape == (2 * 7 + 1, 2 * 7 + 1)  # the 2x2 mosaic
     assert iio.imread(folder / "x.png").shape == (40, 40)
+    # the supervisor's plumbing is unchanged by the grid model: x̄ = g(y) is saved and scored
+    assert (folder / "x_bar.png").is_file() and "supervised_psnr" in metrics
 
 
 def test_tiny_rgb_and_y_runs_on_a_colour_image(tmp_path):

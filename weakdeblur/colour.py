@@ -83,7 +83,13 @@ class ColourView:
         return with_chroma(image, self.chroma)
 
     def result(self, result: Result) -> Result:
-        """The result with its image and ŷ in colour (for the artefacts)."""
+        """The result with its image, ŷ and x̄ in colour (for the artefacts)."""
         if self.chroma is None:
             return result
-        return replace(result, image=self.colour(result.image), blurred=self.colour(result.blurred))
+        supervised = result.supervised
+        return replace(
+            result,
+            image=self.colour(result.image),
+            blurred=self.colour(result.blurred),
+            supervised=self.colour(supervised) if supervised is not None else None,
+        )

@@ -148,3 +148,24 @@ def test_kernel_grid_mosaic():
     assert mosaic[0, 0, 0, 0] == 0.5 and mosaic[0, 0, 5, 0] == 0.5  # the separator row
     assert kernel_to_image(torch.ones(1, 1, 3, 3)).shape == (1, 1, 3, 3)
     assert F.relu(mosaic).max() == 1.0
+
+
+def test_residual_grid_generator_starts_as_one_kernel_and_learns_offsets():
+    net = KernelGridMLP(kernel_size=5, code_size=16, hidden=32, grid=(2, 2), residual=True)
+    code = torch.rand(16)
+    kernels = net(code)
+    assert kernels.shape == (1, 2, 2, 5, 5)
+    torch.testing.assert_close(kernels, kernels[:, :1, :1].expand_as(kernels))  # the uniform model
+    latent = torch.rand(1, 1, 24, 24)
+    target = GridBlur((2, 2))(latent, torch.rand(1, 2, 2, 5, 5).softmax(-1))
+    optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(20):
+        optimiser.zero_grad()
+        (GridBlur((2, 2))(latent, net(code)) - target).square().mean().backward()
+        optimiser.step()
+    assert net.offsets.weight.abs().sum() > 0
+    kernels = net(code)
+    assert (kernels[0, 0, 0] - kernels[0, 1, 1]).abs().max() > 1e-4  # the cells have parted
+    torch.testing.assert_close(kernels.sum((-2, -1)), torch.ones(1, 2, 2))
+    with pytest.raises(ValueError, match="shared"):
+        KernelGridMLP(kernel_size=5, grid=2, shared=False, residual=True)

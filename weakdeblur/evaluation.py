@@ -6,8 +6,9 @@ from collections.abc import Callable
 
 import torch
 
+from weakdeblur.colour import luminance
 from weakdeblur.data.sample import Sample
-from weakdeblur.metrics import LPIPSMetric, align_to_reference, aligned_score, kernel_error
+from weakdeblur.metrics import LPIPSMetric, align_to_reference, aligned_score, grid_kernel_errors
 from weakdeblur.nonblind import blur, deconvolve
 
 
@@ -37,6 +38,8 @@ class Evaluator:
     def image_scores(
         self, image: torch.Tensor, sharp: torch.Tensor, with_lpips: bool = True
     ) -> dict[str, float]:
+        """Scores on the luminance channel (colour images are converted to Y first)."""
+        image, sharp = luminance(image), luminance(sharp)
         cut, shift = self._protocol(min(sharp.shape[-2:]))
         score = aligned_score(image, sharp, cut=cut, max_shift=shift)
         scores = {
@@ -71,9 +74,10 @@ class Evaluator:
             scores.update(self.image_scores(image, sharp))
             blurry = self.image_scores(sample.blurry.float().cpu(), sharp, with_lpips=False)
             scores["blurry_psnr"], scores["blurry_ssim"] = blurry["psnr"], blurry["ssim"]
-        if sample.kernel is not None:
-            scores["kernel_error"] = kernel_error(kernel, sample.kernel)
-            if self.with_error_ratio and sample.sharp is not None:
+        if sample.kernel is not None:  # per cell for grids of kernels
+            scores.update(grid_kernel_errors(kernel, sample.kernel))
+            uniform = kernel.ndim == 4 and sample.kernel.ndim == 4
+            if self.with_error_ratio and uniform and sample.sharp is not None:
                 scores["error_ratio"] = self.error_ratio(sample, kernel)
         return scores
 

@@ -214,3 +214,34 @@ class LPIPSMetric:
         with torch.no_grad():
             value = self._model(estimate.float().cpu(), reference.float().cpu(), normalize=True)
         return float(value.mean())
+
+
+def _cells(kernel: torch.Tensor) -> list[torch.Tensor]:
+    """The kernels of a uniform ``(1, 1, h, w)`` or grid ``(1, P, Q, h, w)`` tensor."""
+    if kernel.ndim == 5:
+        return list(kernel[0].flatten(0, 1))
+    return [kernel.reshape(*kernel.shape[-2:])]
+
+
+def grid_kernel_errors(estimate: torch.Tensor, reference: torch.Tensor) -> dict[str, object]:
+    r"""Kernel error for uniform or grid kernels (``(1, P, Q, h, w)``).
+
+    * same grid: per-cell :func:`kernel_error` against the cell's ground truth;
+    * one side uniform: that kernel against every cell of the other;
+    * different grids: no score (an empty dict).
+
+    Returns ``kernel_error`` (the mean over cells) and, for more than one cell,
+    ``kernel_error_cells`` (row-major list).
+    """
+    estimated, true = _cells(estimate), _cells(reference)
+    if len(estimated) == 1:
+        estimated = estimated * len(true)
+    elif len(true) == 1:
+        true = true * len(estimated)
+    elif estimate.shape[1:3] != reference.shape[1:3]:
+        return {}
+    errors = [kernel_error(e, t) for e, t in zip(estimated, true, strict=True)]
+    scores: dict[str, object] = {"kernel_error": sum(errors) / len(errors)}
+    if len(errors) > 1:
+        scores["kernel_error_cells"] = errors
+    return scores

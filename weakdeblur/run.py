@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from weakdeblur.colour import MODES as COLOUR_MODES
+from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
 from weakdeblur.detection import stopping_record
 from weakdeblur.evaluation import Evaluator
@@ -50,7 +53,8 @@ OmegaConf.register_new_resolver(
 
 
 def build_solver(cfg: DictConfig) -> Solver:
-    """The solver from the ``generator``, ``loss``, ``optim``, ``stopping`` and ``supervisor`` groups."""
+    """The solver from the ``generator``, ``loss``, ``optim``, ``stopping``, ``supervisor``
+    and ``physics`` groups."""
     terms = [
         instantiate(term) for term in (cfg.loss.get("terms") or {}).values() if term is not None
     ]
@@ -64,6 +68,7 @@ def build_solver(cfg: DictConfig) -> Solver:
         stopping=instantiate(cfg.stopping),
         terms=terms,
         supervisor=supervisor,
+        physics=instantiate(cfg.physics) if cfg.get("physics") else None,
         device=cfg.device,
     )
 
@@ -155,7 +160,13 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
 def run_images(cfg: DictConfig, output_dir: Path) -> int:
     """Run every selected image; return the process exit code."""
-    source = instantiate(cfg.data)
+    color = cfg.get("color") or "grey"
+    if color not in COLOUR_MODES:
+        log.error("color must be one of %s; got %r", ", ".join(COLOUR_MODES), color)
+        return EXIT_USAGE
+    # data.grey: null follows the top-level color key (grey loads luminance, y/rgb load colour)
+    follow_colour = "grey" in cfg.data and cfg.data.grey is None
+    source = instantiate(cfg.data, **({"grey": color == "grey"} if follow_colour else {}))
     try:
         names = source.names()
     except DataError as error:
@@ -212,11 +223,15 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                 image_size=list(sample.blurry.shape[-2:]),
                 environment=environment,
             )
-            trackers.start_image(sample, record)
+            view = ColourView.of(sample, color)  # color=y: solve on luminance, show in colour
+            sample = view.solve
+            trackers.start_image(view.show, record)
             result = solver.run(
                 sample,
                 seed=cfg.seed,
-                on_log=lambda entry, sample=sample: trackers.log(sample, entry),
+                on_log=lambda entry, view=view: trackers.log(
+                    view.show, replace(entry, image=view.colour(entry.image))
+                ),
                 evaluate=evaluator.progress(sample),
             )
             record.update(result_record(result))
@@ -241,7 +256,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                     supervised["psnr"],
                     supervised["ssim"],
                 )
-            trackers.end_image(sample, result, record)
+            trackers.end_image(view.show, view.result(result), record)
             records.append(record)
         current = None
     except KeyboardInterrupt:

@@ -9,15 +9,18 @@ from weakdeblur.data.datasets import (
     centre_crop,
 )
 from weakdeblur.data.kernels import camera_shake_kernel
+from weakdeblur.data.nonuniform import GoProDataset, NonUniformDataset
 from weakdeblur.data.sample import DataError, Sample
 
 __all__ = [
     "DataError",
     "DemoDataset",
     "FolderDataset",
+    "GoProDataset",
     "ImageFile",
     "ImageSource",
     "LevinDataset",
+    "NonUniformDataset",
     "Sample",
     "camera_shake_kernel",
     "centre_crop",

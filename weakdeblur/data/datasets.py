@@ -50,11 +50,11 @@ class ImageSource:
         self,
         images: Sequence[str] | None = None,
         crop: int | Sequence[int] | None = None,
-        grey: bool = True,
+        grey: bool | None = True,
     ):
         self.selected = list(images) if images is not None else None
         self.crop = crop
-        self.grey = grey
+        self.grey = True if grey is None else bool(grey)  # None: the runner decides (color key)
 
     # -- to implement -------------------------------------------------------
     def available(self) -> list[str]:
@@ -120,7 +120,7 @@ class LevinDataset(ImageSource):
         kernel_sizes: Sequence[int],
         images: Sequence[str] | None = None,
         crop: int | None = None,
-        grey: bool = True,
+        grey: bool | None = True,
     ):
         super().__init__(images, crop, grey)
         self.root = Path(root).expanduser()
@@ -169,7 +169,7 @@ class FolderDataset(ImageSource):
         sharp_dir: str | Path | None = None,
         images: Sequence[str] | None = None,
         crop: int | None = None,
-        grey: bool = True,
+        grey: bool | None = True,
     ):
         super().__init__(images, crop, grey)
         self.root = Path(root).expanduser()
@@ -220,7 +220,7 @@ class ImageFile(FolderDataset):
         path: str | Path,
         kernel_size: int | Sequence[int] = 31,
         crop: int | None = None,
-        grey: bool = True,
+        grey: bool | None = True,
     ):
         self.path = Path(path).expanduser()
         super().__init__(self.path.parent, kernel_size=kernel_size, crop=crop, grey=grey)
@@ -256,7 +256,7 @@ class DemoDataset(ImageSource):
         seed: int = 0,
         images: Sequence[str] | None = None,
         crop: int | None = None,
-        grey: bool = True,
+        grey: bool | None = True,
     ):
         super().__init__(images, crop, grey)
         self.image, self.size, self.true_kernel_size = image, size, true_kernel_size

@@ -78,7 +78,21 @@ def write_image(path: str | os.PathLike, image: torch.Tensor) -> None:
     os.replace(temporary, path)
 
 
-def kernel_to_image(kernel: torch.Tensor) -> torch.Tensor:
-    """Scale a kernel to its maximum for display (as the reference saves k.png)."""
+def kernel_to_image(kernel: torch.Tensor, gap: int = 1) -> torch.Tensor:
+    """Scale a kernel to its maximum for display (as the reference saves k.png).
+
+    A grid of kernels ``(1, P, Q, kh, kw)`` becomes one ``(1, 1, H, W)`` mosaic,
+    the cells in place, separated by ``gap`` pixels at half grey, all scaled by the
+    largest value of the grid.
+    """
     kernel = kernel.detach().float()
-    return kernel / kernel.max().clamp_min(1e-12)
+    kernel = kernel / kernel.max().clamp_min(1e-12)
+    if kernel.ndim != 5:
+        return kernel
+    rows, cols, kh, kw = kernel.shape[1:]
+    mosaic = torch.full((rows * (kh + gap) - gap, cols * (kw + gap) - gap), 0.5)
+    for row in range(rows):
+        for col in range(cols):
+            top, left = row * (kh + gap), col * (kw + gap)
+            mosaic[top : top + kh, left : left + kw] = kernel[0, row, col]
+    return mosaic[None, None]

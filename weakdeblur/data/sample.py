@@ -20,7 +20,8 @@ class Sample:
         blurry: ``(1, C, H, W)`` float32 in [0, 1].
         kernel_size: ``(kh, kw)`` of the kernel to estimate.
         sharp: ground-truth sharp image of the same size, if known.
-        kernel: ground-truth kernel ``(1, 1, h, w)`` summing to one, if known.
+        kernel: ground-truth kernel ``(1, 1, h, w)`` summing to one, if known; for a
+            spatially varying blur, one kernel per cell of a grid, ``(1, P, Q, h, w)``.
     """
 
     name: str

@@ -147,6 +147,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             record: dict[str, Any] = {"name": name, "experiment": cfg.experiment, "seed": cfg.seed}
             try:
                 sample = source.load(name)
+                if solver.supervisor is not None:  # oracles refuse images without ground truth
+                    solver.supervisor.prepare(sample)
             except DataError as error:
                 log.error("%s: %s", name, error)
                 record.update(status="failed", message=str(error))
@@ -206,6 +208,17 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     return exit_code
 
 
+def _user_error(error: BaseException) -> BaseException | None:
+    """The user-caused error (bad data, supervisor or loss settings) behind ``error``, if any."""
+    from weakdeblur.losses import LossConfigError
+
+    while error is not None:
+        if isinstance(error, (DataError, LossConfigError)):
+            return error
+        error = error.__cause__
+    return None
+
+
 def result_record(result: Result) -> dict[str, Any]:
     return {
         "status": result.status,
@@ -222,7 +235,14 @@ def main(cfg: DictConfig) -> None:
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     output_dir = Path(HydraConfig.get().runtime.output_dir)
-    code = run_images(cfg, output_dir)
+    try:
+        code = run_images(cfg, output_dir)
+    except Exception as error:  # Hydra wraps constructor errors; report the user's one plainly
+        cause = _user_error(error)
+        if cause is None:
+            raise
+        log.error("%s", cause)
+        code = EXIT_USAGE
     if code:
         sys.exit(code)
 

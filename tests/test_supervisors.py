@@ -107,11 +107,16 @@ def test_supervisor_parameters_are_unchanged_by_a_run():
     before = {k: v.clone() for k, v in g.state_dict().items()}
     sharp = torch.rand(1, 1, 32, 32)
     sample = Sample("s", torch.rand(1, 1, 32, 32), (5, 5), sharp=sharp)
-    from weakdeblur.generators import KernelMLP, SkipNet
+    from weakdeblur.generators.kernel_mlp import KernelMLP
+    from weakdeblur.generators.skip import SkipNetwork
 
     solver = Solver(
-        image_generator=lambda **kw: SkipNet(
-            **kw, channels_down=(8, 8), channels_up=(8, 8), channels_skip=(2, 2)
+        image_generator=lambda **kw: SkipNetwork(
+            **kw,
+            channels_down=(8, 8),
+            channels_up=(8, 8),
+            channels_skip=(2, 2),
+            non_local_scales=(),
         ),
         kernel_generator=lambda **kw: KernelMLP(**kw, hidden=32),
         fidelity=FidelityLoss(0.5),
@@ -137,3 +142,39 @@ def test_shipped_synthetic_weights_improve_a_levin_crop(levin_root):
     blurry = aligned_score(sample.blurry, sample.sharp, cut=15, max_shift=10).psnr
     supervised = aligned_score(restored, sample.sharp, cut=15, max_shift=10).psnr
     assert supervised > blurry + 0.5
+
+
+def test_run_with_an_oracle_on_an_image_without_ground_truth_fails_clearly(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import PROJECT, TINY_OVERRIDES
+
+    from weakdeblur.data.io import write_image
+
+    write_image(tmp_path / "photo.png", torch.rand(1, 1, 40, 40))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.run",
+            *TINY_OVERRIDES,
+            "data=image",
+            f"data.path={tmp_path / 'photo.png'}",
+            "data.kernel_size=7",
+            "supervisor=oracle",
+            "loss=weak",
+            f"hydra.run.dir={tmp_path / 'out'}",
+        ],
+        cwd=PROJECT,
+        env={**os.environ, "WANDB_SILENT": "true"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "needs ground truth" in done.stdout + done.stderr
+    record = json.loads((tmp_path / "out" / "photo" / "metrics.json").read_text())
+    assert record["status"] == "failed" and "needs ground truth" in record["message"]

@@ -284,18 +284,17 @@ class WandbTracker(Tracker):
         import wandb
 
         if self.log_images:
-            self.run.log(
-                {
-                    "iteration": result.iterations,
-                    "final/x": wandb.Image(result.image[0].clamp(0, 1).permute(1, 2, 0).numpy()),
-                    "final/k": wandb.Image(
-                        kernel_to_image(result.kernel)[0].permute(1, 2, 0).numpy()
-                    ),
-                    "final/y_hat": wandb.Image(
-                        result.blurred[0].clamp(0, 1).permute(1, 2, 0).numpy()
-                    ),
-                }
-            )
+            images = {
+                "iteration": result.iterations,
+                "final/x": wandb.Image(result.image[0].clamp(0, 1).permute(1, 2, 0).numpy()),
+                "final/k": wandb.Image(kernel_to_image(result.kernel)[0].permute(1, 2, 0).numpy()),
+                "final/y_hat": wandb.Image(result.blurred[0].clamp(0, 1).permute(1, 2, 0).numpy()),
+            }
+            if result.supervised is not None:  # x̄ = g(y), once per image
+                images["final/x_bar"] = wandb.Image(
+                    result.supervised[0].clamp(0, 1).permute(1, 2, 0).numpy()
+                )
+            self.run.log(images)
         for key, value in metrics.items():
             if isinstance(value, (int, float, str, bool)):
                 self.run.summary[key] = value

@@ -134,14 +134,14 @@ def test_supervisor_parameters_are_unchanged_by_a_run():
 
 def test_shipped_synthetic_weights_improve_a_levin_crop(levin_root):
     sample = LevinDataset(levin_root, [17, 15, 13, 27, 11, 19, 21, 21], crop=128).load(
-        "im2_kernel4_img"
+        "im4_kernel5_img"
     )
     g = SyntheticSupervisor()
     with torch.no_grad():
         restored = g(sample.blurry)
     blurry = aligned_score(sample.blurry, sample.sharp, cut=15, max_shift=10).psnr
     supervised = aligned_score(restored, sample.sharp, cut=15, max_shift=10).psnr
-    assert supervised > blurry + 0.5
+    assert supervised > blurry + 1.0  # 27.58 -> 30.81 dB with the shipped weights
 
 
 def test_run_with_an_oracle_on_an_image_without_ground_truth_fails_clearly(tmp_path):

@@ -223,9 +223,14 @@ def train(cfg: DictConfig) -> Path:
         if cfg.export:
             save_weights(net, cfg.export, metadata)
 
+    evaluated_at = {"step": -1}
+
     def evaluate() -> None:
         if not (cfg.eval.enabled and Path(cfg.eval.root).is_dir()):
             return
+        if evaluated_at["step"] == trainer.step_count:  # the final step was just scored
+            return
+        evaluated_at["step"] = trainer.step_count
         started = time.perf_counter()
         scores = evaluate_on_levin(net, cfg.eval.root, list(cfg.eval.kernel_sizes))
         row = {"step": trainer.step_count, "train_seconds": round(trainer.elapsed, 1)}

@@ -17,6 +17,21 @@ OPTIONS = [
 ]
 PRESETS = sorted(p.stem for p in (CONF / "exp").glob("*.yaml"))
 EXTRA = {"image": ["data.path=photo.png"]}
+TINY_NAFNET = dict(img_channel=1, width=4, middle_blk_num=1, enc_blk_nums=[1], dec_blk_nums=[1])
+
+
+@pytest.fixture(scope="module")
+def nafnet_overrides(tmp_path_factory) -> list[str]:
+    """supervisor=nafnet needs a checkpoint: a tiny one in the official layout."""
+    import torch
+
+    from weakdeblur.supervisors import NAFNet
+
+    path = tmp_path_factory.mktemp("nafnet") / "tiny.pth"
+    torch.save({"params": NAFNet(**TINY_NAFNET).state_dict()}, path)
+    return [f"supervisor.checkpoint={path}"] + [
+        f"supervisor.{key}={value}".replace(" ", "") for key, value in TINY_NAFNET.items()
+    ]
 
 
 def compose_with(*overrides: str):
@@ -47,8 +62,11 @@ def test_groups_found():
 
 
 @pytest.mark.parametrize("group, option", OPTIONS)
-def test_every_group_option_composes_and_instantiates(group, option):
-    cfg = compose_with(f"{group}={option}", *EXTRA.get(option if group == "data" else "", []))
+def test_every_group_option_composes_and_instantiates(group, option, request):
+    extra = EXTRA.get(option if group == "data" else "", [])
+    if (group, option) == ("supervisor", "nafnet"):
+        extra = request.getfixturevalue("nafnet_overrides")
+    cfg = compose_with(f"{group}={option}", *extra)
     check_instantiates(cfg)
 
 

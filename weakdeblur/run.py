@@ -210,6 +210,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             }
             try:
                 sample = source.load(name)
+                if solver.supervisor is not None:  # oracles refuse images without ground truth
+                    solver.supervisor.prepare(sample)
             except DataError as error:
                 log.error("%s: %s", name, error)
                 record.update(status="failed", message=str(error))
@@ -283,6 +285,17 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     return exit_code
 
 
+def _user_error(error: BaseException) -> BaseException | None:
+    """The user-caused error (bad data, supervisor or loss settings) behind ``error``, if any."""
+    from weakdeblur.losses import LossConfigError
+
+    while error is not None:
+        if isinstance(error, (DataError, LossConfigError)):
+            return error
+        error = error.__cause__
+    return None
+
+
 def result_record(result: Result) -> dict[str, Any]:
     return {
         "status": result.status,
@@ -300,8 +313,15 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.threads))
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
-    with sigterm_as_interrupt():
-        code = run_images(cfg, output_dir)
+    try:
+        with sigterm_as_interrupt():
+            code = run_images(cfg, output_dir)
+    except Exception as error:  # Hydra wraps constructor errors; report the user's one plainly
+        cause = _user_error(error)
+        if cause is None:
+            raise
+        log.error("%s", cause)
+        code = EXIT_USAGE
     if code == EXIT_FAILED_IMAGES and hydra_config.mode == RunMode.MULTIRUN:
         # an exception (not SystemExit) lets the launcher finish the other jobs;
         # Hydra reports it and exits non-zero at the end of the sweep

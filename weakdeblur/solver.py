@@ -23,15 +23,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from weakdeblur.data.sample import Sample
-from weakdeblur.losses import FidelityLoss
 from weakdeblur.physics import UniformBlur, crop_to_observed
 from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
 from weakdeblur.supervisors.base import Supervisor
+
+if TYPE_CHECKING:  # losses.py defines LossTerm subclasses, so it imports this module
+    from weakdeblur.losses import FidelityLoss
 
 
 @dataclass
@@ -166,7 +169,11 @@ class Solver:
     ):
         self.image_generator = image_generator
         self.kernel_generator = kernel_generator
-        self.fidelity = fidelity or FidelityLoss()
+        if fidelity is None:
+            from weakdeblur.losses import FidelityLoss
+
+            fidelity = FidelityLoss()
+        self.fidelity = fidelity
         self.optim = optim or OptimSettings()
         self.inputs = inputs or InputSettings()
         self.stopping = stopping or FixedBudget()

@@ -1,5 +1,19 @@
 """Frozen deblurring networks g used as supervisors."""
 
 from weakdeblur.supervisors.base import IdentitySupervisor, Supervisor
+from weakdeblur.supervisors.errors import SupervisorError
+from weakdeblur.supervisors.nafnet import NAFNet, NAFNetSupervisor
+from weakdeblur.supervisors.oracle import NoisyOracleSupervisor, OracleSupervisor
+from weakdeblur.supervisors.synthetic import SyntheticNet, SyntheticSupervisor
 
-__all__ = ["IdentitySupervisor", "Supervisor"]
+__all__ = [
+    "IdentitySupervisor",
+    "NAFNet",
+    "NAFNetSupervisor",
+    "NoisyOracleSupervisor",
+    "OracleSupervisor",
+    "Supervisor",
+    "SupervisorError",
+    "SyntheticNet",
+    "SyntheticSupervisor",
+]

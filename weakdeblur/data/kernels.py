@@ -55,15 +55,20 @@ def camera_shake_kernel(
     limit = (size - 3) / 2
     if extent > limit:
         position *= limit / extent
-    xs = position.real + (size - 1) / 2
-    ys = position.imag + (size - 1) / 2
+    return splat(np.stack([position.imag, position.real], axis=1), size)
+
+
+def splat(displacements: np.ndarray, size: int) -> np.ndarray:
+    """A ``size × size`` kernel from ``(T, 2)`` (row, column) displacements about the
+    centre, each sample spread over its four neighbours (bilinear), summing to one."""
     kernel = np.zeros((size, size), dtype=np.float64)
-    x0, y0 = np.floor(xs).astype(int), np.floor(ys).astype(int)
-    fx, fy = xs - x0, ys - y0
-    for dy, wy in ((0, 1 - fy), (1, fy)):
-        for dx, wx in ((0, 1 - fx), (1, fx)):
+    centre = (size - 1) / 2
+    rows, cols = displacements[:, 0] + centre, displacements[:, 1] + centre
+    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
+    fr, fc = rows - r0, cols - c0
+    for dr, wr in ((0, 1 - fr), (1, fr)):
+        for dc, wc in ((0, 1 - fc), (1, fc)):
             np.add.at(
-                kernel, (np.clip(y0 + dy, 0, size - 1), np.clip(x0 + dx, 0, size - 1)), wy * wx
+                kernel, (np.clip(r0 + dr, 0, size - 1), np.clip(c0 + dc, 0, size - 1)), wr * wc
             )
-    kernel /= kernel.sum()
-    return kernel.astype(np.float32)
+    return (kernel / kernel.sum()).astype(np.float32)

@@ -46,7 +46,7 @@ from weakdeblur.data.datasets import (
     centre_crop,
 )
 from weakdeblur.data.io import read_image
-from weakdeblur.data.kernels import camera_shake_kernel
+from weakdeblur.data.kernels import camera_shake_kernel, splat
 from weakdeblur.data.sample import DataError, Sample
 from weakdeblur.physics import GridBlur
 
@@ -75,21 +75,6 @@ def cell_centres(size: int, cells: int, kernel_size: int) -> np.ndarray:
     """Observed-image coordinates of the grid windows' centres (latent = size + k - 1)."""
     latent = size + kernel_size - 1
     return (np.arange(cells) + 0.5) * latent / cells - 0.5 - (kernel_size - 1) / 2
-
-
-def splat(displacements: np.ndarray, size: int) -> np.ndarray:
-    """A ``size × size`` kernel from ``(T, 2)`` (row, col) displacements, bilinear, summing to one."""
-    kernel = np.zeros((size, size), dtype=np.float64)
-    centre = (size - 1) / 2
-    rows, cols = displacements[:, 0] + centre, displacements[:, 1] + centre
-    r0, c0 = np.floor(rows).astype(int), np.floor(cols).astype(int)
-    fr, fc = rows - r0, cols - c0
-    for dr, wr in ((0, 1 - fr), (1, fr)):
-        for dc, wc in ((0, 1 - fc), (1, fc)):
-            np.add.at(
-                kernel, (np.clip(r0 + dr, 0, size - 1), np.clip(c0 + dc, 0, size - 1)), wr * wc
-            )
-    return (kernel / kernel.sum()).astype(np.float32)
 
 
 class CameraMotion:
@@ -271,4 +256,4 @@ class GoProDataset(ImageSource):
         return Sample(name, blurry, _pair(self.kernel_size), sharp, None)
 
 
-__all__ = ["CameraMotion", "GoProDataset", "NonUniformDataset", "cell_centres", "splat"]
+__all__ = ["CameraMotion", "GoProDataset", "NonUniformDataset", "cell_centres"]

@@ -101,6 +101,20 @@ class Supervisor(nn.Module):
         return self.restore_features(padded)
 
 
+class NetworkSupervisor(Supervisor):
+    """A supervisor wrapping a network ``self.net`` whose ``forward_features(x)``
+    returns ``(output, [feature maps])``."""
+
+    net: nn.Module
+
+    def restore(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images)
+
+    def restore_features(self, images: torch.Tensor) -> list[torch.Tensor]:
+        out, features = self.net.forward_features(images)
+        return [*features, out]
+
+
 class IdentitySupervisor(Supervisor):
     """g(y) = y: the ablation lower bound (no information beyond the input)."""
 

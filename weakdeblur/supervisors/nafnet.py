@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weakdeblur.supervisors.base import Supervisor
+from weakdeblur.supervisors.base import NetworkSupervisor
 from weakdeblur.supervisors.errors import SupervisorError
 
 
@@ -158,7 +158,7 @@ def load_params(path: str | Path, key: str = "params") -> dict[str, torch.Tensor
     raise SupervisorError(f"{path} has no '{key}' state dict (found {keys})")
 
 
-class NAFNetSupervisor(Supervisor):
+class NAFNetSupervisor(NetworkSupervisor):
     """g = NAFNet loaded from a user-supplied checkpoint (official layout, key ``params``).
 
     Args:
@@ -196,10 +196,3 @@ class NAFNetSupervisor(Supervisor):
         self.channels = img_channel
         self.stride = self.net.padder_size
         self.freeze()
-
-    def restore(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
-
-    def restore_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out, features = self.net.forward_features(images)
-        return [*features, out]

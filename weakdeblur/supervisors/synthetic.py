@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from weakdeblur.supervisors.base import Supervisor
+from weakdeblur.supervisors.base import NetworkSupervisor
 from weakdeblur.supervisors.errors import SupervisorError
 from weakdeblur.supervisors.nafnet import NAFNet, load_params
 
@@ -109,7 +109,7 @@ def load_synthetic(path: str | Path | None = None) -> tuple[SyntheticNet, dict]:
     return net, dict(state.get("metadata", {}))
 
 
-class SyntheticSupervisor(Supervisor):
+class SyntheticSupervisor(NetworkSupervisor):
     """g = our :class:`SyntheticNet`, trained on procedural and scikit-image photographs.
 
     Args:
@@ -122,10 +122,3 @@ class SyntheticSupervisor(Supervisor):
         self.channels = self.net.channels
         self.stride = self.net.stride
         self.freeze()
-
-    def restore(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images)
-
-    def restore_features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        out, features = self.net.forward_features(images)
-        return [*features, out]

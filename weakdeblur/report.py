@@ -372,6 +372,10 @@ def plot_montage(name: str, results: Sequence[ImageResult], path: Path) -> bool:
             if picture is not None:
                 grey = picture.ndim == 2 or picture.shape[-1] == 1
                 axis.imshow(picture.squeeze(), cmap="gray" if grey else None, vmin=0, vmax=255)
+            else:
+                axis.text(
+                    0.5, 0.5, "n/a", ha="center", va="center", fontsize=7, transform=axis.transAxes
+                )
             if row == 0:
                 axis.set_title(columns[column], fontsize=8)
         psnr = r.value("psnr")

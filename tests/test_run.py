@@ -124,3 +124,43 @@ def test_diverging_image_is_marked_failed_and_keeps_its_files(tmp_path):
     assert (tmp_path / "out" / metrics["name"] / "x.png").is_file()
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["failed"] == [metrics["name"]]
+
+
+def test_history_is_written_while_running_and_kept_on_interrupt(tmp_path):
+    """SIGTERM mid-run: the unfinished image keeps the history logged so far."""
+    import signal
+    import time
+
+    output = tmp_path / "out"
+    environment = {**os.environ, "WANDB_SILENT": "true"}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.run",
+            *TINY_OVERRIDES,
+            *TINY_DEMO,
+            f"hydra.run.dir={output}",
+            "optim.iterations=100000",
+            "optim.log_every=5",
+        ],
+        cwd=PROJECT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    history = None
+    deadline = time.time() + 240
+    while time.time() < deadline and history is None:
+        found = list(output.glob("*/history.json"))
+        if found and len(json.loads(found[0].read_text())) >= 2:
+            history = found[0]
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert history is not None, "no history appeared while the run was going"
+    assert process.returncode == 130
+    rows = json.loads(history.read_text())
+    assert len(rows) >= 2 and [row["iteration"] for row in rows[:2]] == [5, 10]
+    assert json.loads((history.parent / "metrics.json").read_text())["status"] == "interrupted"

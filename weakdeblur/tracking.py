@@ -112,11 +112,13 @@ class Trackers(Tracker):
 class LocalArtifacts(Tracker):
     """Per image, under ``<output_dir>/<name>/``: ``x.png``, ``k.png`` (scaled to its
     maximum), ``y_hat.png``, ``blurry.png``, ``sharp.png`` and ``k_true.png`` (ground
-    truth, when known), ``metrics.json``, ``history.csv`` and ``history.json``;
-    intermediate ``x.png``/``k.png`` at snapshot steps."""
+    truth, when known), ``metrics.json``, ``history.csv`` and ``history.json``
+    (rewritten at every logging step, so a long run can be followed and an
+    interrupted one keeps its history); intermediate ``x.png``/``k.png`` at snapshot steps."""
 
     def __init__(self, output_dir: str | Path):
         self.output_dir = Path(output_dir)
+        self.rows: list[Mapping[str, float]] = []
 
     def folder(self, name: str) -> Path:
         folder = self.output_dir / name
@@ -131,10 +133,13 @@ class LocalArtifacts(Tracker):
         if sample.kernel is not None:
             write_image(folder / "k_true.png", kernel_to_image(sample.kernel))
         write_json(folder / METRICS_FILE, {"name": sample.name, "status": "running", **info})
+        self.rows = []
 
     def log(self, sample, record):
+        folder = self.folder(sample.name)
+        self.rows.append(record.scalars)
+        write_history(folder, self.rows)
         if record.snapshot:
-            folder = self.folder(sample.name)
             write_image(folder / "x.png", record.image)
             write_image(folder / "k.png", kernel_to_image(record.kernel))
 

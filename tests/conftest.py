@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,15 @@ TINY_OVERRIDES = [
     "progress=false",
     "metrics.lpips=false",
 ]
+
+
+def run_weakdeblur(*arguments: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``python -m weakdeblur.run ARGUMENTS`` from the project root, W&B silenced, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "weakdeblur.run", *arguments],
+        cwd=PROJECT,
+        env={**os.environ, "WANDB_SILENT": "true", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )

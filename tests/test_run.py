@@ -9,7 +9,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import PROJECT, TINY_DEMO, TINY_OVERRIDES
+from conftest import PROJECT, TINY_DEMO, TINY_OVERRIDES, run_weakdeblur
 
 ARTEFACTS = [
     "x.png",
@@ -26,23 +26,7 @@ ARTEFACTS = [
 def run(
     output: Path, *overrides: str, env: dict | None = None, data: list[str] = TINY_DEMO
 ) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "weakdeblur.run",
-            *TINY_OVERRIDES,
-            *data,
-            f"hydra.run.dir={output}",
-            *overrides,
-        ],
-        cwd=PROJECT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_weakdeblur(*TINY_OVERRIDES, *data, f"hydra.run.dir={output}", *overrides, env=env)
 
 
 def test_tiny_end_to_end_writes_every_artefact(tmp_path):

@@ -2,13 +2,11 @@
 non-uniform set, and colour images (``color=rgb`` and ``color=y``)."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import imageio.v3 as iio
-from conftest import PROJECT, TINY_DEMO, TINY_OVERRIDES
+from conftest import TINY_DEMO, TINY_OVERRIDES, run_weakdeblur
 
 ARTEFACTS = [
     "x.png",
@@ -34,21 +32,7 @@ TINY_NONUNIFORM = [
 
 
 def run(output: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "weakdeblur.run",
-            *TINY_OVERRIDES,
-            f"hydra.run.dir={output}",
-            *overrides,
-        ],
-        cwd=PROJECT,
-        env={**os.environ, "WANDB_SILENT": "true"},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_weakdeblur(*TINY_OVERRIDES, f"hydra.run.dir={output}", *overrides)
 
 
 def only_folder(output: Path) -> Path:

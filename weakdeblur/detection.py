@@ -18,7 +18,7 @@ iterate (an exponential average, or a best iterate between log steps).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -80,3 +80,57 @@ def stopping_record(
         if isinstance(returned_psnr, (int, float)) and math.isfinite(returned_psnr):
             record["detection_gap"] = best["psnr"] - returned_psnr
     return record
+
+
+def panel_records(
+    decisions: Mapping[str, Any],
+    score: Callable[[Any], Mapping[str, float]] | None,
+    history: Sequence[Mapping[str, float]],
+    budget: int,
+    seconds: float,
+    iterations: int,
+) -> dict[str, dict[str, Any]]:
+    """Per rule of a :class:`~weakdeblur.stopping.PolicyPanel`: the fields of
+    :func:`stopping_record` as if the rule had run alone, plus its returned iterate's
+    scores (``score(image)``, e.g. PSNR/SSIM against ground truth; ``None`` without
+    ground truth) and ``seconds`` estimated pro rata,
+    :math:`s_p = s \\cdot t_p / t_{\\text{run}}` (the panel's run went
+    :math:`t_{\\text{run}}` iterations in :math:`s` seconds)."""
+    records: dict[str, dict[str, Any]] = {}
+    for name, decision in decisions.items():
+        scores = dict(score(decision.iterate.image.float().cpu())) if score is not None else {}
+        record = stopping_record(history, budget, decision.stop_iteration, scores.get("psnr"))
+        record.update(
+            returned_iteration=decision.iterate.iteration,
+            stopped_early=decision.stopped_early,
+            seconds=seconds * decision.stop_iteration / max(iterations, 1),
+            **scores,
+        )
+        records[name] = record
+    return records
+
+
+def panel_summary(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Means over images of each panel rule's ``psnr``, ``ssim``, ``detection_gap``,
+    ``stop_iteration``, ``iterations_saved`` and ``seconds``."""
+    by_rule: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        for name, rule in (record.get("panel") or {}).items():
+            by_rule.setdefault(name, []).append(rule)
+    means: dict[str, dict[str, float]] = {}
+    keys = (
+        "psnr",
+        "ssim",
+        "peak_psnr",
+        "detection_gap",
+        "stop_iteration",
+        "iterations_saved",
+        "seconds",
+    )
+    for name, rules in by_rule.items():
+        means[name] = {"images": float(len(rules))}
+        for key in keys:
+            values = [r[key] for r in rules if isinstance(r.get(key), (int, float))]
+            if values:
+                means[name][key] = sum(values) / len(values)
+    return means

@@ -24,11 +24,12 @@ from omegaconf import DictConfig, OmegaConf
 from weakdeblur.colour import MODES as COLOUR_MODES
 from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
-from weakdeblur.detection import stopping_record
+from weakdeblur.detection import panel_records, panel_summary, stopping_record
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
 from weakdeblur.solver import Result, Solver, resolve_device
+from weakdeblur.stopping import PolicyPanel
 from weakdeblur.tracking import (
     METRICS_FILE,
     LocalArtifacts,
@@ -124,7 +125,9 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "iterations_saved",
     )
     means = {key: _mean([record[key] for record in done if key in record]) for key in keys}
+    panel = panel_summary(records)
     return {
+        **({"panel": panel} if panel else {}),
         "images": len(records),
         "ok": len(done),
         "failed": [record["name"] for record in records if record.get("status") == "failed"],
@@ -250,6 +253,15 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                         solver.stopping.name,
                     )
                 )
+                if isinstance(solver.stopping, PolicyPanel):  # every rule, as if alone
+                    record["panel"] = panel_records(
+                        solver.stopping.decisions(),
+                        evaluator.progress(sample),
+                        result.history,
+                        solver.optim.iterations,
+                        result.seconds,
+                        result.iterations,
+                    )
             if result.supervised is not None and sample.sharp is not None:
                 supervised = evaluator.image_scores(
                     result.supervised, sample.sharp.float().cpu(), with_lpips=False

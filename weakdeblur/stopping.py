@@ -10,7 +10,8 @@ in the history at logging steps that are checks (keys ``stop_*``).
 Policies keep only the iterates they need: :class:`FixedBudget` and
 :class:`ConsistencyStop` none, :class:`WindowedVariance` its window plus the
 best iterate, :class:`ExponentialAverage` one running average (plus what its
-inner rule keeps), :class:`OracleBest` the best iterate.
+inner rule keeps), :class:`OracleBest` the best iterate; :class:`PolicyPanel` what its
+members keep plus one iterate per member that has decided.
 
 A policy that cannot work on an image (no supervisor, no ground truth) raises
 :class:`PolicyError` from :meth:`~StoppingPolicy.start`; the solver then marks
@@ -430,3 +431,106 @@ class OracleBest(StoppingPolicy):
             "stop_oracle_best_psnr": self.best_psnr,
             "stop_oracle_best_iteration": float(self.best.iteration),
         }
+
+
+@dataclass
+class Decision:
+    """What one rule of a :class:`PolicyPanel` would have done on this image."""
+
+    stop_iteration: int  # the iteration it asked to stop at (the budget if it never did)
+    stopped_early: bool
+    iterate: Iterate  # what it would have returned
+
+
+class PolicyPanel(StoppingPolicy):
+    r"""Several stopping rules observing one optimisation, each as if it ran alone.
+
+    A stopping rule does not change the optimisation before it stops, so on one
+    run to the budget :math:`T` every member :math:`p` sees exactly the checks it
+    would see alone, at its own ``check_every``. When :math:`p` first asks to stop
+    at :math:`t_p` its selected iterate (or the current one) is copied and it stops
+    observing; members that never stop decide at the last check. The panel itself
+    never stops before every member has decided, and returns the last iterate
+    (the fixed budget's answer), so one run yields, for every rule,
+    :math:`t_p`, its returned image, and from the history the detection gap —
+    the comparison of stopping rules at the cost of the longest one.
+
+    Its ``check_every`` is the greatest common divisor of the members'. Members
+    that refuse the image (:class:`PolicyError`, e.g. a consistency rule without
+    a supervisor) are left out and listed in :attr:`unavailable`. Statistics keep
+    the members' ``stop_*`` names; a name already used by an earlier member is
+    prefixed with the member's name (``stop_<member>__...``).
+
+    Args:
+        members: rule name → :class:`StoppingPolicy` (Hydra passes a mapping).
+    """
+
+    name = "panel"
+
+    def __init__(self, members: dict[str, StoppingPolicy]):
+        if not members:
+            raise ValueError("a stopping panel needs at least one member")
+        self.members = dict(members)
+        self.check_every = math.gcd(*(member.check_every for member in self.members.values()))
+        self.start(0)
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None):
+        self.budget = budget
+        self.decisions_made: dict[str, Decision] = {}
+        self.unavailable: dict[str, str] = {}
+        self.last: Check | None = None
+        self._statistics: dict[str, float] = {}
+        if sample is None and budget == 0:
+            return  # constructed without an image (config checks)
+        for name, member in self.members.items():
+            try:
+                member.start(budget, sample, supervisor, supervised)
+            except PolicyError as error:
+                self.unavailable[name] = str(error)
+        if len(self.unavailable) == len(self.members):
+            raise PolicyError(
+                "no rule of the stopping panel can run on this image: "
+                + "; ".join(self.unavailable.values())
+            )
+
+    def active(self) -> list[str]:
+        return [
+            name
+            for name in self.members
+            if name not in self.unavailable and name not in self.decisions_made
+        ]
+
+    def observe(self, check: Check) -> bool:
+        self.last = check
+        self._statistics = {}
+        final = check.iteration >= check.budget
+        for name in self.active():
+            member = self.members[name]
+            stop = False
+            if check.iteration % member.check_every == 0:
+                stop = member.observe(check)
+                for key, value in member.statistics().items():
+                    if key in self._statistics:
+                        key = f"stop_{name}__{key.removeprefix('stop_')}"
+                    self._statistics[key] = value
+            if stop or final:
+                self._decide(name, check, stopped_early=stop and not final)
+        return not self.active()
+
+    def _decide(self, name: str, check: Check, stopped_early: bool) -> None:
+        chosen = self.members[name].selected()
+        self.decisions_made[name] = Decision(
+            check.iteration,
+            stopped_early,
+            chosen if chosen is not None else Iterate.copy_of(check),
+        )
+
+    def decisions(self) -> dict[str, Decision]:
+        """Every available member's decision; undecided members decide on the last check."""
+        if self.last is not None:
+            for name in self.active():
+                self._decide(name, self.last, stopped_early=False)
+        return dict(self.decisions_made)
+
+    def statistics(self):
+        return dict(self._statistics)

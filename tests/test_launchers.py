@@ -144,6 +144,16 @@ def test_path_values_do_not_nest_sweep_folders():
     assert name == "data.root=_a_b,seed=1"
 
 
+def test_long_override_lists_give_short_distinct_folder_names():
+    from weakdeblur.run import FOLDER_NAME_LIMIT, path_safe
+
+    overrides = ",".join(f"stopping.members.rule{i}.threshold=0.{i}" for i in range(12))
+    first, second = path_safe(overrides + ",seed=1"), path_safe(overrides + ",seed=2")
+    assert len(first.encode()) <= FOLDER_NAME_LIMIT and len(second.encode()) <= FOLDER_NAME_LIMIT
+    assert first != second and first.startswith("stopping.members.rule0.threshold=0.0,")
+    assert path_safe(overrides + ",seed=1") == first  # stable: resume finds the same folder
+
+
 def test_a_job_with_failed_images_does_not_stop_the_sweep(tmp_path):
     folder = tmp_path / "bad"
     folder.mkdir()

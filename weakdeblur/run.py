@@ -7,6 +7,7 @@ each to the solver, the evaluator and the trackers.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import statistics
 import sys
@@ -46,11 +47,25 @@ EXIT_USAGE = 2
 EXIT_FAILED_IMAGES = 1
 EXIT_INTERRUPTED = 130
 
-# Sweep sub-folders are named by the job's overrides; a value holding a path
-# (data.root=/x/y) must not nest folders: "/" becomes "_" (conf/config.yaml).
-OmegaConf.register_new_resolver(
-    "path_safe", lambda text: str(text).replace("/", "_").strip(".") or "_", replace=True
-)
+FOLDER_NAME_LIMIT = 120  # bytes; file systems refuse names over 255
+
+
+def path_safe(text: object, limit: int = FOLDER_NAME_LIMIT) -> str:
+    """A sweep sub-folder name from a job's overrides (conf/config.yaml).
+
+    A value holding a path (``data.root=/x/y``) must not nest folders: ``/`` becomes
+    ``_``. A name longer than ``limit`` bytes keeps its beginning and ends with a hash
+    of the whole text, so that jobs with many overrides still get distinct folders
+    (each job's overrides are in its ``.hydra/overrides.yaml``)."""
+    name = str(text).replace("/", "_").strip(".") or "_"
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    head = name.encode()[: limit - len(digest) - 1].decode(errors="ignore")
+    return f"{head}~{digest}"
+
+
+OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
 
 
 def build_solver(cfg: DictConfig) -> Solver:

@@ -2,7 +2,8 @@
 
 One row per summary.json found under the paths (a run, or each job of a sweep): experiment,
 stopping policy, mean returned PSNR, mean peak PSNR, mean detection gap, mean iterations and
-mean seconds per image, over the images that finished.
+mean seconds per image, over the images that finished. A run with ``stopping=panel`` gives one
+row per rule of the panel (each rule as if it ran alone; seconds pro rata of its stop).
 """
 
 import json
@@ -16,6 +17,20 @@ def rows(paths):
             summary = json.loads(summary_file.read_text())
             done = [r for r in summary["per_image"] if r.get("status") == "ok"]
             if not done:
+                continue
+            experiment = done[0].get("experiment", "?")
+            if "panel" in summary:
+                for rule, mean in summary["panel"].items():
+                    yield (
+                        experiment,
+                        f"{rule} (panel)",
+                        int(mean["images"]),
+                        *(
+                            mean.get(k)
+                            for k in ("psnr", "peak_psnr", "detection_gap", "stop_iteration")
+                        ),
+                        mean.get("seconds"),
+                    )
                 continue
             mean = summary["mean"]
             yield (

@@ -1,15 +1,29 @@
-"""Table of the supervision study: mean and per-image PSNR/SSIM/seconds per preset.
+"""Markdown table of the supervision study: per-image and mean PSNR/SSIM/seconds per preset.
 
 python experiments/supervision_study/summarize.py [RUNS_DIR]
+
+RUNS_DIR holds one run folder per preset (selfdeblur, weak_only, weak_rec, oracle), each with
+its summary.json. The returned image of each run is scored (a stopping panel's run returns
+the last iterate, i.e. the fixed budget's answer).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 PRESETS = ("selfdeblur", "weak_only", "weak_rec", "oracle")
+
+
+def number(record: dict, key: str, fmt: str) -> str:
+    value = record.get(key)
+    return format(value, fmt) if isinstance(value, (int, float)) and math.isfinite(value) else "-"
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
 
 
 def main(root: Path) -> None:
@@ -21,37 +35,31 @@ def main(root: Path) -> None:
     if not tables:
         sys.exit(f"no summary.json under {root}/<preset>/ (run run_study.sh first)")
     names = sorted({name for table in tables.values() for name in table})
-    header = f"{'image':<18}" + "".join(f" {p + ' PSNR/SSIM/s':>28}" for p in tables)
-    print(header + f" {'blurry':>7} {'g(y)':>7}")
+    print("| image | blurry | g(y) | " + " | ".join(f"{p} PSNR / SSIM / s" for p in tables) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in tables) + " |")
     for name in names:
-        cells = []
-        for table in tables.values():
-            r = table.get(name, {})
-            cells.append(
-                f" {r.get('psnr', float('nan')):>10.2f}/{r.get('ssim', float('nan')):.4f}/{r.get('seconds', float('nan')):>6.0f}"
-            )
-        any_row = next(t[name] for t in tables.values() if name in t)
-        supervised = next(
-            (
-                t[name].get("supervised_psnr")
-                for t in tables.values()
-                if name in t and "supervised_psnr" in t[name]
-            ),
-            float("nan"),
-        )
+        rows = [table.get(name, {}) for table in tables.values()]
+        any_row = next(r for r in rows if r)
+        supervised = next((r for r in rows if "supervised_psnr" in r), {})
+        cells = [
+            f"{number(r, 'psnr', '.2f')} / {number(r, 'ssim', '.3f')} / {number(r, 'seconds', '.0f')}"
+            for r in rows
+        ]
         print(
-            f"{name:<18}"
-            + "".join(cells)
-            + f" {any_row.get('blurry_psnr', float('nan')):>7.2f} {supervised:>7.2f}"
+            f"| {name.removesuffix('_img')} | {number(any_row, 'blurry_psnr', '.2f')} | "
+            f"{number(supervised, 'supervised_psnr', '.2f')} | " + " | ".join(cells) + " |"
         )
     means = []
     for table in tables.values():
         ok = [r for r in table.values() if r.get("status") == "ok"]
-        psnr, ssim, seconds = (
-            sum(r[key] for r in ok) / max(len(ok), 1) for key in ("psnr", "ssim", "seconds")
-        )
-        means.append(f" {psnr:>10.2f}/{ssim:.4f}/{seconds:>6.0f}")
-    print(f"{'mean':<18}" + "".join(means))
+        psnr, ssim, seconds = (mean([r[key] for r in ok]) for key in ("psnr", "ssim", "seconds"))
+        means.append(f"**{psnr:.2f}** / {ssim:.3f} / {seconds:.0f}")
+    every = [r for table in tables.values() for r in table.values()]
+    blurry = mean([r["blurry_psnr"] for r in every if "blurry_psnr" in r and r["name"] in names])
+    by_name = {r["name"]: r["supervised_psnr"] for r in every if "supervised_psnr" in r}
+    print(
+        f"| mean | {blurry:.2f} | {mean(list(by_name.values())):.2f} | " + " | ".join(means) + " |"
+    )
 
 
 if __name__ == "__main__":

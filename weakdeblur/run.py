@@ -26,8 +26,11 @@ from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
 from weakdeblur.detection import stopping_record
 from weakdeblur.evaluation import Evaluator
+from weakdeblur.locks import ImageLock, ImageLocked
 from weakdeblur.metrics import LPIPSMetric
+from weakdeblur.preflight import PreflightError, check_settings
 from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
+from weakdeblur.secrets import config_secrets, environment_secrets, scrub_folder
 from weakdeblur.solver import Result, Solver, resolve_device
 from weakdeblur.tracking import (
     METRICS_FILE,
@@ -131,6 +134,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "interrupted": [
             record["name"] for record in records if record.get("status") == "interrupted"
         ],
+        "locked": [record["name"] for record in records if record.get("status") == "locked"],
         "mean": {key: value for key, value in means.items() if value is not None},
         "per_image": records,
     }
@@ -158,8 +162,44 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     print(f"results: {output_dir}")
 
 
+def hold_locks(names: list[str], output_dir: Path, records: list[dict[str, Any]]):
+    """Yield each name while holding its image lock (:mod:`weakdeblur.locks`); an image
+    locked by another live run is recorded ``locked`` and skipped."""
+    for name in names:
+        lock = ImageLock(output_dir / name)
+        try:
+            lock.acquire()
+        except ImageLocked as error:
+            log.error("%s: %s; skipped", name, error)
+            records.append({"name": name, "status": "locked", "message": str(error)})
+            continue
+        try:
+            yield name
+        finally:
+            lock.release()
+
+
+def settle_locked(
+    records: list[dict[str, Any]], output_dir: Path, config_fingerprint: str
+) -> list[dict[str, Any]]:
+    """Images skipped as locked that the other run has finished by now count as done."""
+    settled = []
+    for record in records:
+        if record.get("status") == "locked":
+            done = completed_record(output_dir / record["name"], config_fingerprint)
+            if done is not None:
+                record = {**done, "resumed": True}
+        settled.append(record)
+    return settled
+
+
 def run_images(cfg: DictConfig, output_dir: Path) -> int:
     """Run every selected image; return the process exit code."""
+    try:
+        check_settings(cfg)
+    except PreflightError as error:
+        log.error("%s", error)
+        return EXIT_USAGE
     color = cfg.get("color") or "grey"
     if color not in COLOUR_MODES:
         log.error("color must be one of %s; got %r", ", ".join(COLOUR_MODES), color)
@@ -190,8 +230,9 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     records: list[dict[str, Any]] = []
     exit_code = 0
     current: str | None = None
+    images = hold_locks(names, output_dir, records)
     try:
-        for name in names:
+        for name in images:
             current = name
             done = (
                 completed_record(output_dir / name, config_fingerprint)
@@ -263,7 +304,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
         current = None
     except KeyboardInterrupt:
         log.error("interrupted during %s; finished images are kept", current)
-        if current is not None:
+        if current is not None and all(record["name"] != current for record in records):
             record = {
                 "name": current,
                 "status": "interrupted",
@@ -275,12 +316,20 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             records.append(record)
         exit_code = EXIT_INTERRUPTED
     finally:
+        images.close()  # releases the lock of an unfinished image
         trackers.close()
-        summary = summarise(records)
+        summary = summarise(settle_locked(records, output_dir, config_fingerprint))
         write_json(output_dir / "summary.json", summary)
     print_summary(summary, output_dir)
     if exit_code == 0 and summary["failed"]:
         log.error("%d image(s) failed: %s", len(summary["failed"]), ", ".join(summary["failed"]))
+        exit_code = EXIT_FAILED_IMAGES
+    if exit_code == 0 and summary["locked"]:
+        log.error(
+            "%d image(s) skipped, locked by another run: %s (re-run when it ends)",
+            len(summary["locked"]),
+            ", ".join(summary["locked"]),
+        )
         exit_code = EXIT_FAILED_IMAGES
     return exit_code
 
@@ -313,6 +362,10 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.threads))
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    # Hydra saved the overrides verbatim under .hydra/: take any secret out of them
+    secrets = environment_secrets() | config_secrets(OmegaConf.to_container(cfg, resolve=True))
+    if hydra_config.output_subdir is not None:
+        scrub_folder(output_dir / hydra_config.output_subdir, secrets)
     try:
         with sigterm_as_interrupt():
             code = run_images(cfg, output_dir)

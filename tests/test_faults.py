@@ -278,7 +278,7 @@ def test_sigterm_keeps_finished_images_marks_the_unfinished_and_a_rerun_resumes(
         *TINY_OVERRIDES,
         *folder_data(folder),
         "threads=1",
-        "optim.iterations=400",
+        "optim.iterations=150",
         "optim.log_every=10",
         f"hydra.run.dir={output}",
     ]
@@ -461,3 +461,86 @@ def test_output_folder_not_writable_one_line_exit_2_before_any_work(tmp_path):
         assert refused.returncode == 2
         assert "is not writable" in error_lines(refused)[0]
         assert not list(readonly.iterdir())
+
+
+# -- bounded soak ---------------------------------------------------------------------------------------
+
+SOAK_JOBS = 50
+
+
+@pytest.mark.slow
+def test_soak_joblib_sweep_of_50_tiny_jobs_is_complete_and_consistent(tmp_path):
+    """50 jobs (seeds) of a 32 px demo through the joblib launcher, then the report counts them."""
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    root = tmp_path / "sweep"
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.run",
+            "-m",
+            "hydra/launcher=joblib",
+            "hydra.launcher.n_jobs=2",
+            *TINY_OVERRIDES,
+            "data=demo",
+            "data.size=32",
+            "data.offset=null",
+            "data.true_kernel_size=5",
+            "data.kernel_size=7",
+            "optim.iterations=10",
+            "optim.log_every=5",
+            "stopping.check_every=5",
+            "threads=1",
+            f"seed=range(0,{SOAK_JOBS})",
+            f"hydra.sweep.dir={root}",
+        ],
+        cwd=PROJECT,
+        env={**os.environ, **ENV, "WANDB_SILENT": "true"},
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    sweep_seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(jobs) == SOAK_JOBS
+    seeds = set()
+    for job in jobs:
+        summary = json.loads((job / "summary.json").read_text())
+        assert summary["images"] == summary["ok"] == 1, job.name
+        (image,) = [p for p in job.iterdir() if (p / "metrics.json").is_file()]
+        record = metrics(image)
+        assert record["status"] == "ok" and record["iterations"] == 10
+        assert f"seed={record['seed']}" in job.name
+        assert summary["per_image"][0]["psnr"] == record["psnr"]
+        for artefact in ARTEFACTS:
+            assert (image / artefact).is_file()
+        seeds.add(record["seed"])
+    assert seeds == set(range(SOAK_JOBS))
+    assert not list(root.rglob("*.tmp")) and not list(root.rglob(".lock"))
+
+    report = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.report",
+            str(root),
+            "--out",
+            str(tmp_path / "report"),
+            "--no-figures",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert report.returncode == 0, report.stderr[-3000:]
+    import csv
+
+    with (tmp_path / "report" / "per_image.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == SOAK_JOBS
+    assert all(row["status"] == "ok" for row in rows)
+    assert len({row["experiment"] for row in rows}) == SOAK_JOBS  # one per seed
+    print(f"soak: {SOAK_JOBS} jobs in {sweep_seconds:.0f} s (joblib, 2 processes)")

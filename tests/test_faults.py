@@ -544,3 +544,53 @@ def test_soak_joblib_sweep_of_50_tiny_jobs_is_complete_and_consistent(tmp_path):
     assert all(row["status"] == "ok" for row in rows)
     assert len({row["experiment"] for row in rows}) == SOAK_JOBS  # one per seed
     print(f"soak: {SOAK_JOBS} jobs in {sweep_seconds:.0f} s (joblib, 2 processes)")
+
+
+# -- the pieces, in process ----------------------------------------------------------------------------
+
+
+def test_image_lock_semantics(tmp_path):
+    import socket
+
+    from weakdeblur.locks import LOCK_FILE, ImageLock, ImageLocked
+
+    folder = tmp_path / "image"
+    with ImageLock(folder):
+        owner = json.loads((folder / LOCK_FILE).read_text())
+        assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
+        with pytest.raises(ImageLocked, match=f"pid {os.getpid()}"):
+            ImageLock(folder).acquire()  # held: a second holder is refused
+    assert not (folder / LOCK_FILE).exists()
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], text=True, capture_output=True
+    ).stdout.strip()
+    (folder / LOCK_FILE).write_text(json.dumps({"host": socket.gethostname(), "pid": int(dead)}))
+    with ImageLock(folder):  # stale (pid gone, same host): taken over
+        assert json.loads((folder / LOCK_FILE).read_text())["pid"] == os.getpid()
+
+    (folder / LOCK_FILE).write_text(json.dumps({"host": "elsewhere.example", "pid": int(dead)}))
+    with pytest.raises(ImageLocked, match="elsewhere.example"):
+        ImageLock(folder).acquire()  # another host's lock cannot be checked: respected
+    assert json.loads((folder / LOCK_FILE).read_text())["host"] == "elsewhere.example"
+
+
+def test_scrubbing_secrets():
+    from weakdeblur.secrets import (
+        config_secrets,
+        environment_secrets,
+        redact_overrides,
+        scrub,
+    )
+
+    environ = {"WANDB_API_KEY": "k" * 40, "MY_TOKEN": "tok-123456", "HOME": "/root", "PIN": "12"}
+    secrets = environment_secrets(environ) | config_secrets({"notify": {"api_token": "abcdef"}})
+    assert secrets == {"k" * 40, "tok-123456", "abcdef"}
+    config = {"notify": {"api_token": "abcdef", "url": "https://x/?t=tok-123456"}, "seed": 3}
+    assert scrub(config, secrets) == {
+        "notify": {"api_token": "REDACTED", "url": "https://x/?t=REDACTED"},
+        "seed": 3,
+    }
+    assert redact_overrides("seed=1,+notify.password=hunter2,data.root=/a") == (
+        "seed=1,+notify.password=REDACTED,data.root=/a"
+    )

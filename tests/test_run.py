@@ -79,7 +79,7 @@ def test_diverging_image_is_marked_failed_and_keeps_its_files(tmp_path):
 
 
 def test_history_is_written_while_running_and_kept_on_interrupt(tmp_path):
-    """SIGTERM mid-run: the unfinished image keeps the history logged so far."""
+    """Ctrl-C mid-run: the unfinished image keeps the history logged so far."""
     import signal
     import time
 
@@ -109,7 +109,7 @@ def test_history_is_written_while_running_and_kept_on_interrupt(tmp_path):
         if found and len(json.loads(found[0].read_text())) >= 2:
             history = found[0]
         time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)  # Ctrl-C (SIGTERM: tests/test_faults.py)
     process.communicate(timeout=120)
     assert history is not None, "no history appeared while the run was going"
     assert process.returncode == 130

@@ -30,7 +30,12 @@ from weakdeblur.locks import ImageLock, ImageLocked
 from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.preflight import PreflightError, check_settings
 from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
-from weakdeblur.secrets import config_secrets, environment_secrets, scrub_folder
+from weakdeblur.secrets import (
+    config_secrets,
+    environment_secrets,
+    redact_overrides,
+    scrub_folder,
+)
 from weakdeblur.solver import Result, Solver, resolve_device
 from weakdeblur.tracking import (
     METRICS_FILE,
@@ -49,9 +54,12 @@ EXIT_FAILED_IMAGES = 1
 EXIT_INTERRUPTED = 130
 
 # Sweep sub-folders are named by the job's overrides; a value holding a path
-# (data.root=/x/y) must not nest folders: "/" becomes "_" (conf/config.yaml).
+# (data.root=/x/y) must not nest folders: "/" becomes "_" (conf/config.yaml); the value of a
+# secret-named key (+notify.api_token=...) becomes REDACTED.
 OmegaConf.register_new_resolver(
-    "path_safe", lambda text: str(text).replace("/", "_").strip(".") or "_", replace=True
+    "path_safe",
+    lambda text: redact_overrides(str(text)).replace("/", "_").strip(".") or "_",
+    replace=True,
 )
 
 
@@ -366,6 +374,8 @@ def main(cfg: DictConfig) -> None:
     secrets = environment_secrets() | config_secrets(OmegaConf.to_container(cfg, resolve=True))
     if hydra_config.output_subdir is not None:
         scrub_folder(output_dir / hydra_config.output_subdir, secrets)
+    if hydra_config.mode == RunMode.MULTIRUN:  # the sweep's multirun.yaml
+        scrub_folder(Path(hydra_config.sweep.dir), secrets)
     try:
         with sigterm_as_interrupt():
             code = run_images(cfg, output_dir)

@@ -102,3 +102,12 @@ def argv_scrubbed(secrets: Iterable[str]) -> Iterator[None]:
         yield
     finally:
         sys.argv = original
+
+
+def redact_overrides(text: str) -> str:
+    """``a=1,+notify.api_token=xyz`` → ``a=1,+notify.api_token=REDACTED`` (sweep folder names)."""
+    parts = []
+    for part in text.split(","):
+        key, equals, _ = part.partition("=")
+        parts.append(f"{key}={REDACTED}" if equals and SECRET_NAME.search(key) else part)
+    return ",".join(parts)

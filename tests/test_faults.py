@@ -594,3 +594,20 @@ def test_scrubbing_secrets():
     assert redact_overrides("seed=1,+notify.password=hunter2,data.root=/a") == (
         "seed=1,+notify.password=REDACTED,data.root=/a"
     )
+
+
+def test_a_cached_lpips_backbone_carrying_code_is_refused(tmp_path, monkeypatch, caplog):
+    """torchvision loads the cached AlexNet with weights_only=False; we check the file first."""
+    from weakdeblur.metrics import LPIPS_BACKBONE, LPIPSMetric
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    marker = tmp_path / "code_ran"
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    torch.save(
+        {"features.0.weight": Payload(marker)}, tmp_path / "hub/checkpoints" / LPIPS_BACKBONE
+    )
+    metric = LPIPSMetric(enabled=True)
+    image = torch.rand(1, 1, 16, 16)
+    assert metric(image, image) is None and not metric.available
+    assert not marker.exists()
+    assert "refused LPIPS backbone" in caplog.text and "weights_only=True" in caplog.text

@@ -363,7 +363,7 @@ def test_a_crash_while_writing_leaves_no_half_written_metrics(tmp_path):
 
     rerun = run(output)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert f"removing a stale lock of pid {lock['pid']}" in said(rerun)
+    assert f"removing a stale lock (pid {lock['pid']} no longer running)" in said(rerun)
     assert metrics(image)["status"] == "ok"
     assert not (image / ".lock").exists()
 
@@ -552,7 +552,7 @@ def test_soak_joblib_sweep_of_50_tiny_jobs_is_complete_and_consistent(tmp_path):
 def test_image_lock_semantics(tmp_path):
     import socket
 
-    from weakdeblur.locks import LOCK_FILE, ImageLock, ImageLocked
+    from weakdeblur.locks import LOCK_FILE, STALE_AFTER, ImageLock, ImageLocked
 
     folder = tmp_path / "image"
     with ImageLock(folder):
@@ -571,8 +571,12 @@ def test_image_lock_semantics(tmp_path):
 
     (folder / LOCK_FILE).write_text(json.dumps({"host": "elsewhere.example", "pid": int(dead)}))
     with pytest.raises(ImageLocked, match="elsewhere.example"):
-        ImageLock(folder).acquire()  # another host's lock cannot be checked: respected
+        ImageLock(folder).acquire()  # another host's lock with a recent heartbeat: respected
     assert json.loads((folder / LOCK_FILE).read_text())["host"] == "elsewhere.example"
+    silent = time.time() - STALE_AFTER - 60
+    os.utime(folder / LOCK_FILE, (silent, silent))  # its node died: no heartbeat for 31 min
+    with ImageLock(folder):
+        assert json.loads((folder / LOCK_FILE).read_text())["pid"] == os.getpid()
 
 
 def test_scrubbing_secrets():

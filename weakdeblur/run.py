@@ -26,7 +26,7 @@ from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
 from weakdeblur.detection import stopping_record
 from weakdeblur.evaluation import Evaluator
-from weakdeblur.locks import ImageLock, ImageLocked
+from weakdeblur.locks import ImageLock, ImageLocked, LockHeartbeat
 from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.preflight import PreflightError, check_settings
 from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
@@ -87,6 +87,7 @@ def build_solver(cfg: DictConfig) -> Solver:
 def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracker:
     trackers: list[Tracker] = [
         LocalArtifacts(output_dir),
+        LockHeartbeat(output_dir),
         ProgressBar(iterations, enabled=cfg.progress),
     ]
     if cfg.logger.get("_target_"):

@@ -372,7 +372,7 @@ def main(cfg: DictConfig) -> None:
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
     # Hydra saved the overrides verbatim under .hydra/: take any secret out of them
-    secrets = environment_secrets() | config_secrets(OmegaConf.to_container(cfg, resolve=True))
+    secrets = environment_secrets() | config_secrets(OmegaConf.to_container(cfg))
     if hydra_config.output_subdir is not None:
         scrub_folder(output_dir / hydra_config.output_subdir, secrets)
     if hydra_config.mode == RunMode.MULTIRUN:  # the sweep's multirun.yaml

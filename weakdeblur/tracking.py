@@ -321,28 +321,23 @@ class WandbTracker(Tracker):
         if self.init_retries is not None:
             settings["x_graphql_retry_max"] = int(self.init_retries)
         with argv_scrubbed(self.secrets):  # W&B records the command line
-            return self._start(wandb, sample, info, settings)
-
-    def _start(
-        self, wandb: Any, sample: Sample, info: Mapping[str, Any], settings: dict[str, Any]
-    ) -> Any:
-        return wandb.init(
-            project=self.project,
-            entity=self.entity,
-            mode=self.mode,
-            group=self.group,
-            job_type=sample.name,
-            name=f"{self.group}/{sample.name}" if self.group else sample.name,
-            tags=self.tags,
-            config={
-                **self.run_config,
-                "image": sample.name,
-                **{f"env/{k}": v for k, v in info.items()},
-            },
-            dir=str(self.directory) if self.directory else None,
-            reinit="finish_previous",
-            settings=wandb.Settings(**settings),
-        )
+            return wandb.init(
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                group=self.group,
+                job_type=sample.name,
+                name=f"{self.group}/{sample.name}" if self.group else sample.name,
+                tags=self.tags,
+                config={
+                    **self.run_config,
+                    "image": sample.name,
+                    **{f"env/{k}": v for k, v in info.items()},
+                },
+                dir=str(self.directory) if self.directory else None,
+                reinit="finish_previous",
+                settings=wandb.Settings(**settings),
+            )
 
     def log(self, sample, record):
         if self.run is None:

@@ -615,3 +615,19 @@ def test_a_cached_lpips_backbone_carrying_code_is_refused(tmp_path, monkeypatch,
     assert metric(image, image) is None and not metric.available
     assert not marker.exists()
     assert "refused LPIPS backbone" in caplog.text and "weights_only=True" in caplog.text
+
+
+def test_every_preset_and_option_passes_the_settings_type_check():
+    """The type check must never refuse a shipped configuration."""
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from weakdeblur.preflight import check_settings
+
+    # the checked keys are top-level, metrics.* and optim.*: set by presets and optim options
+    choices = [f"+exp={p.stem}" for p in sorted((CONF / "exp").glob("*.yaml"))]
+    choices += [f"optim={p.stem}" for p in sorted((CONF / "optim").glob("*.yaml"))]
+    assert len(choices) > 10
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for choice in choices:
+            check_settings(compose(config_name="config", overrides=[choice]))

@@ -1,4 +1,4 @@
-"""Resume skips finished images and redoes the rest; SIGTERM leaves a readable results folder."""
+"""Resume skips finished images and redoes the rest (SIGTERM mid-image: tests/test_faults.py)."""
 
 import json
 

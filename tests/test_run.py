@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import imageio.v3 as iio
-import numpy as np
 import pytest
 from conftest import PROJECT, TINY_DEMO, TINY_OVERRIDES, run_weakdeblur
 
@@ -66,37 +64,7 @@ def test_wandb_offline_writes_a_run_directory(tmp_path):
     assert any(runs[0].glob("*.wandb"))
 
 
-def test_missing_data_root_exits_2_naming_the_path(tmp_path):
-    done = run(tmp_path / "out", "data=levin", f"data_root={tmp_path}/nowhere", data=[])
-    assert done.returncode == 2
-    assert f"{tmp_path}/nowhere/levin" in done.stderr + done.stdout
-
-
-def test_unknown_image_names_list_what_exists(tmp_path):
-    done = run(tmp_path / "out", "data.images=[nothing]")
-    assert done.returncode == 2
-    assert "available: camera40_k5_s0" in done.stderr + done.stdout
-
-
-def test_bad_and_oversized_images_fail_alone(tmp_path):
-    folder = tmp_path / "blurry"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    iio.imwrite(folder / "good.png", (rng.random((32, 32)) * 255).astype(np.uint8))
-    iio.imwrite(folder / "tiny.png", (rng.random((6, 6)) * 255).astype(np.uint8))
-    (folder / "truncated.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
-    done = run(
-        tmp_path / "out", "data=folder", f"data.root={folder}", "data.kernel_size=7", data=[]
-    )
-    assert done.returncode == 1
-    output = done.stderr + done.stdout
-    assert "not smaller than the image" in output and "cannot read image" in output
-    statuses = {
-        p.parent.name: json.loads(p.read_text())["status"]
-        for p in (tmp_path / "out").glob("*/metrics.json")
-    }
-    assert statuses == {"good": "ok", "tiny": "failed", "truncated": "failed"}
-    assert (tmp_path / "out" / "good" / "x.png").is_file()
+# Missing data, unknown image names, bad and oversized images: tests/test_faults.py.
 
 
 def test_diverging_image_is_marked_failed_and_keeps_its_files(tmp_path):
@@ -111,7 +79,7 @@ def test_diverging_image_is_marked_failed_and_keeps_its_files(tmp_path):
 
 
 def test_history_is_written_while_running_and_kept_on_interrupt(tmp_path):
-    """SIGTERM mid-run: the unfinished image keeps the history logged so far."""
+    """Ctrl-C mid-run: the unfinished image keeps the history logged so far."""
     import signal
     import time
 
@@ -141,7 +109,7 @@ def test_history_is_written_while_running_and_kept_on_interrupt(tmp_path):
         if found and len(json.loads(found[0].read_text())) >= 2:
             history = found[0]
         time.sleep(0.5)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)  # Ctrl-C (SIGTERM: tests/test_faults.py)
     process.communicate(timeout=120)
     assert history is not None, "no history appeared while the run was going"
     assert process.returncode == 130

@@ -196,6 +196,17 @@ class LPIPSMetric:
                 LPIPS_BACKBONE,
             )
             return
+        if not self.random_backbone:
+            # torchvision reads the cached backbone with weights_only=False: check it first
+            from weakdeblur.supervisors.checkpoint import load_checkpoint
+            from weakdeblur.supervisors.errors import SupervisorError
+
+            try:
+                load_checkpoint(lpips_backbone_path(), "LPIPS backbone")
+            except SupervisorError as error:
+                self._unavailable_reason = str(error)
+                log.error("%s; LPIPS is skipped", error)
+                return
         import lpips
 
         os.environ.setdefault("TORCH_HOME", str(Path(torch.hub.get_dir()).parent))

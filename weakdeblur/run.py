@@ -27,8 +27,16 @@ from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
 from weakdeblur.detection import panel_records, panel_summary, stopping_record
 from weakdeblur.evaluation import Evaluator
+from weakdeblur.locks import ImageLock, ImageLocked, LockHeartbeat
 from weakdeblur.metrics import LPIPSMetric
+from weakdeblur.preflight import PreflightError, check_settings
 from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
+from weakdeblur.secrets import (
+    config_secrets,
+    environment_secrets,
+    redact_overrides,
+    scrub_folder,
+)
 from weakdeblur.solver import Result, Solver, resolve_device
 from weakdeblur.stopping import PolicyPanel
 from weakdeblur.tracking import (
@@ -54,10 +62,10 @@ def path_safe(text: object, limit: int = FOLDER_NAME_LIMIT) -> str:
     """A sweep sub-folder name from a job's overrides (conf/config.yaml).
 
     A value holding a path (``data.root=/x/y``) must not nest folders: ``/`` becomes
-    ``_``. A name longer than ``limit`` bytes keeps its beginning and ends with a hash
+    ``_``; the value of a secret-named key (``+notify.api_token=...``) becomes ``REDACTED``. A name longer than ``limit`` bytes keeps its beginning and ends with a hash
     of the whole text, so that jobs with many overrides still get distinct folders
     (each job's overrides are in its ``.hydra/overrides.yaml``)."""
-    name = str(text).replace("/", "_").strip(".") or "_"
+    name = redact_overrides(str(text)).replace("/", "_").strip(".") or "_"
     if len(name.encode()) <= limit:
         return name
     digest = hashlib.sha1(name.encode()).hexdigest()[:10]
@@ -92,6 +100,7 @@ def build_solver(cfg: DictConfig) -> Solver:
 def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracker:
     trackers: list[Tracker] = [
         LocalArtifacts(output_dir),
+        LockHeartbeat(output_dir),
         ProgressBar(iterations, enabled=cfg.progress),
     ]
     if cfg.logger.get("_target_"):
@@ -149,6 +158,7 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
         "interrupted": [
             record["name"] for record in records if record.get("status") == "interrupted"
         ],
+        "locked": [record["name"] for record in records if record.get("status") == "locked"],
         "mean": {key: value for key, value in means.items() if value is not None},
         "per_image": records,
     }
@@ -176,8 +186,44 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
     print(f"results: {output_dir}")
 
 
+def hold_locks(names: list[str], output_dir: Path, records: list[dict[str, Any]]):
+    """Yield each name while holding its image lock (:mod:`weakdeblur.locks`); an image
+    locked by another live run is recorded ``locked`` and skipped."""
+    for name in names:
+        lock = ImageLock(output_dir / name)
+        try:
+            lock.acquire()
+        except ImageLocked as error:
+            log.error("%s: %s; skipped", name, error)
+            records.append({"name": name, "status": "locked", "message": str(error)})
+            continue
+        try:
+            yield name
+        finally:
+            lock.release()
+
+
+def settle_locked(
+    records: list[dict[str, Any]], output_dir: Path, config_fingerprint: str
+) -> list[dict[str, Any]]:
+    """Images skipped as locked that the other run has finished by now count as done."""
+    settled = []
+    for record in records:
+        if record.get("status") == "locked":
+            done = completed_record(output_dir / record["name"], config_fingerprint)
+            if done is not None:
+                record = {**done, "resumed": True}
+        settled.append(record)
+    return settled
+
+
 def run_images(cfg: DictConfig, output_dir: Path) -> int:
     """Run every selected image; return the process exit code."""
+    try:
+        check_settings(cfg)
+    except PreflightError as error:
+        log.error("%s", error)
+        return EXIT_USAGE
     color = cfg.get("color") or "grey"
     if color not in COLOUR_MODES:
         log.error("color must be one of %s; got %r", ", ".join(COLOUR_MODES), color)
@@ -208,8 +254,9 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     records: list[dict[str, Any]] = []
     exit_code = 0
     current: str | None = None
+    images = hold_locks(names, output_dir, records)
     try:
-        for name in names:
+        for name in images:
             current = name
             done = (
                 completed_record(output_dir / name, config_fingerprint)
@@ -290,7 +337,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
         current = None
     except KeyboardInterrupt:
         log.error("interrupted during %s; finished images are kept", current)
-        if current is not None:
+        if current is not None and all(record["name"] != current for record in records):
             record = {
                 "name": current,
                 "status": "interrupted",
@@ -302,12 +349,20 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             records.append(record)
         exit_code = EXIT_INTERRUPTED
     finally:
+        images.close()  # releases the lock of an unfinished image
         trackers.close()
-        summary = summarise(records)
+        summary = summarise(settle_locked(records, output_dir, config_fingerprint))
         write_json(output_dir / "summary.json", summary)
     print_summary(summary, output_dir)
     if exit_code == 0 and summary["failed"]:
         log.error("%d image(s) failed: %s", len(summary["failed"]), ", ".join(summary["failed"]))
+        exit_code = EXIT_FAILED_IMAGES
+    if exit_code == 0 and summary["locked"]:
+        log.error(
+            "%d image(s) skipped, locked by another run: %s (re-run when it ends)",
+            len(summary["locked"]),
+            ", ".join(summary["locked"]),
+        )
         exit_code = EXIT_FAILED_IMAGES
     return exit_code
 
@@ -340,6 +395,12 @@ def main(cfg: DictConfig) -> None:
         torch.set_num_threads(int(cfg.threads))
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
+    # Hydra saved the overrides verbatim under .hydra/: take any secret out of them
+    secrets = environment_secrets() | config_secrets(OmegaConf.to_container(cfg))
+    if hydra_config.output_subdir is not None:
+        scrub_folder(output_dir / hydra_config.output_subdir, secrets)
+    if hydra_config.mode == RunMode.MULTIRUN:  # the sweep's multirun.yaml
+        scrub_folder(Path(hydra_config.sweep.dir), secrets)
     try:
         with sigterm_as_interrupt():
             code = run_images(cfg, output_dir)

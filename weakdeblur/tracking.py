@@ -30,10 +30,19 @@ METRICS_FILE = "metrics.json"
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a temporary name, then rename."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")
-    os.replace(temporary, path)
+    """Write JSON atomically: a temporary name (unique to the process), flushed to disk,
+    then renamed, so a reader or a crash never sees half a file."""
+    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n"
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _jsonable(value: Any) -> Any:
@@ -150,7 +159,9 @@ class LocalArtifacts(Tracker):
         write_image(folder / "y_hat.png", result.blurred)
         if result.supervised is not None:
             write_image(folder / "x_bar.png", result.supervised)
-        torch.save(result.kernel.cpu(), folder / "k.pt")
+        temporary = folder / f".k.pt.{os.getpid()}.tmp"
+        torch.save(result.kernel.cpu(), temporary)
+        os.replace(temporary, folder / "k.pt")
         write_history(folder, result.history)
         write_json(folder / METRICS_FILE, dict(metrics))
 
@@ -160,7 +171,7 @@ def write_history(folder: Path, history: Sequence[Mapping[str, float]]) -> None:
     columns: list[str] = []
     for row in history:
         columns += [key for key in row if key not in columns]
-    temporary = folder / ".history.csv.tmp"
+    temporary = folder / f".history.csv.{os.getpid()}.tmp"
     with temporary.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
@@ -245,6 +256,13 @@ class WandbTracker(Tracker):
         log_images: log x and k images at snapshot steps and the final images when true.
         run_config: the resolved run configuration (a plain dict).
         directory: where W&B writes its files (the run's output folder).
+        init_timeout: seconds ``wandb.init`` may take (W&B's default: 90).
+        init_retries: retries of W&B's server requests at start (``None``: W&B's default).
+
+    If an online ``wandb.init`` fails (server unreachable, bad key), one warning is
+    logged and this and every later image are logged offline (``wandb sync`` uploads
+    them later). API keys and other secrets are removed from the logged config
+    (:mod:`weakdeblur.secrets`).
     """
 
     def __init__(
@@ -257,12 +275,18 @@ class WandbTracker(Tracker):
         log_images: bool = True,
         run_config: Mapping[str, Any] | None = None,
         directory: str | Path | None = None,
+        init_timeout: float | None = None,
+        init_retries: int | None = None,
     ):
+        from weakdeblur.secrets import config_secrets, environment_secrets, scrub
+
         self.project, self.entity = project, entity
         self.mode = wandb_mode(mode)
         self.group, self.tags = group, list(tags)
         self.log_images = log_images
-        self.run_config = dict(run_config or {})
+        self.secrets = environment_secrets() | config_secrets(dict(run_config or {}))
+        self.run_config = scrub(dict(run_config or {}), self.secrets)
+        self.init_timeout, self.init_retries = init_timeout, init_retries
         self.directory = Path(directory) if directory else None
         self.run = None
 
@@ -271,24 +295,49 @@ class WandbTracker(Tracker):
 
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(
-            project=self.project,
-            entity=self.entity,
-            mode=self.mode,
-            group=self.group,
-            job_type=sample.name,
-            name=f"{self.group}/{sample.name}" if self.group else sample.name,
-            tags=self.tags,
-            config={
-                **self.run_config,
-                "image": sample.name,
-                **{f"env/{k}": v for k, v in info.items()},
-            },
-            dir=str(self.directory) if self.directory else None,
-            reinit="finish_previous",
-        )
+        try:
+            self.run = self._init(wandb, sample, info)
+        except Exception as error:  # wandb raises CommError, UsageError, TimeoutError, ...
+            if self.mode != "online":
+                raise
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            log.warning(
+                "W&B online start failed (%s); logging offline from now on "
+                "(upload later with `wandb sync %s`)",
+                reason,
+                self.directory / "wandb" if self.directory else "wandb",
+            )
+            self.mode = "offline"
+            self.run = self._init(wandb, sample, info)
         self.run.define_metric("iteration")
         self.run.define_metric("*", step_metric="iteration")
+
+    def _init(self, wandb: Any, sample: Sample, info: Mapping[str, Any]) -> Any:
+        from weakdeblur.secrets import argv_scrubbed
+
+        settings: dict[str, Any] = {}
+        if self.init_timeout is not None:
+            settings["init_timeout"] = float(self.init_timeout)
+        if self.init_retries is not None:
+            settings["x_graphql_retry_max"] = int(self.init_retries)
+        with argv_scrubbed(self.secrets):  # W&B records the command line
+            return wandb.init(
+                project=self.project,
+                entity=self.entity,
+                mode=self.mode,
+                group=self.group,
+                job_type=sample.name,
+                name=f"{self.group}/{sample.name}" if self.group else sample.name,
+                tags=self.tags,
+                config={
+                    **self.run_config,
+                    "image": sample.name,
+                    **{f"env/{k}": v for k, v in info.items()},
+                },
+                dir=str(self.directory) if self.directory else None,
+                reinit="finish_previous",
+                settings=wandb.Settings(**settings),
+            )
 
     def log(self, sample, record):
         if self.run is None:

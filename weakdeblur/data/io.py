@@ -73,9 +73,13 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 def write_image(path: str | os.PathLike, image: torch.Tensor) -> None:
     """Write a [0, 1] image atomically (temporary name, then rename)."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp")
-    iio.imwrite(temporary, to_uint8(image), extension=path.suffix)
-    os.replace(temporary, path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        iio.imwrite(temporary, to_uint8(image), extension=path.suffix)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def kernel_to_image(kernel: torch.Tensor, gap: int = 1) -> torch.Tensor:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from weakdeblur.supervisors.base import NetworkSupervisor
+from weakdeblur.supervisors.checkpoint import load_checkpoint, mismatch
 from weakdeblur.supervisors.errors import SupervisorError
 
 
@@ -148,10 +149,7 @@ def load_params(path: str | Path, key: str = "params") -> dict[str, torch.Tensor
         raise SupervisorError(
             f"supervisor checkpoint not found: {path} (set supervisor.checkpoint=PATH)"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # pickle/zip errors of many kinds
-        raise SupervisorError(f"cannot read supervisor checkpoint {path}: {error}") from error
+    state = load_checkpoint(path, "supervisor checkpoint")
     if isinstance(state, dict) and key in state and isinstance(state[key], dict):
         return state[key]
     keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
@@ -191,7 +189,7 @@ class NAFNetSupervisor(NetworkSupervisor):
             raise SupervisorError(
                 f"{checkpoint} does not match NAFNet(width={width}, enc={list(enc_blk_nums)}, "
                 f"middle={middle_blk_num}, dec={list(dec_blk_nums)}, img_channel={img_channel}): "
-                f"{str(error).splitlines()[0]}"
+                f"{mismatch(error)}"
             ) from error
         self.channels = img_channel
         self.stride = self.net.padder_size

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from weakdeblur.supervisors.base import NetworkSupervisor
+from weakdeblur.supervisors.checkpoint import load_checkpoint, mismatch
 from weakdeblur.supervisors.errors import SupervisorError
-from weakdeblur.supervisors.nafnet import NAFNet, load_params
+from weakdeblur.supervisors.nafnet import NAFNet
 
 DEFAULT_WEIGHTS = "synthetic.pt"
 
@@ -101,11 +102,21 @@ def load_synthetic(path: str | Path | None = None) -> tuple[SyntheticNet, dict]:
             f"synthetic supervisor weights not found: {path} "
             "(train them with `python -m weakdeblur.train_supervisor` or set supervisor.weights=PATH)"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or "architecture" not in state:
-        raise SupervisorError(f"{path} is not a synthetic-supervisor weights file")
-    net = SyntheticNet(**state["architecture"])
-    net.load_state_dict(load_params(path, "params"))
+    state = load_checkpoint(path, "synthetic supervisor weights")
+    if not isinstance(state, dict) or "architecture" not in state or "params" not in state:
+        found = list(state)[:5] if isinstance(state, dict) else type(state).__name__
+        raise SupervisorError(
+            f"{path} is not a synthetic-supervisor weights file: expected the keys "
+            f"'architecture' and 'params', found {found}"
+        )
+    try:
+        net = SyntheticNet(**state["architecture"])
+        net.load_state_dict(state["params"])
+    except (TypeError, RuntimeError) as error:
+        raise SupervisorError(
+            f"{path} does not match the SyntheticNet it describes ({state['architecture']}): "
+            f"{mismatch(error)}"
+        ) from error
     return net, dict(state.get("metadata", {}))
 
 

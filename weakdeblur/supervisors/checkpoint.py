@@ -1,0 +1,53 @@
+"""Loading checkpoints without running code from them.
+
+Every checkpoint is read with ``torch.load(weights_only=True)``: only
+tensors, numbers, strings and containers are unpickled; a file carrying any
+other pickled object (a class, a function, a ``__reduce__`` payload) is
+refused with one line, before any of it runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weakdeblur.supervisors.errors import SupervisorError
+
+
+def load_checkpoint(path: str | Path, what: str = "checkpoint") -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with one-line errors.
+
+    Raises :class:`SupervisorError` when the file is missing, unreadable, or
+    holds pickled objects other than plain data (possibly code).
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SupervisorError(f"{what} not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower():
+            raise SupervisorError(
+                f"refused {what} {path}: it carries pickled objects other than tensors "
+                "(possibly code); checkpoints are loaded with torch.load(weights_only=True), "
+                "re-save it as a plain state dict"
+            ) from error
+        raise SupervisorError(f"cannot read {what} {path}: {_first_line(error)}") from error
+    except Exception as error:  # zip/pickle/EOF errors of many kinds
+        raise SupervisorError(f"cannot read {what} {path}: {_first_line(error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def mismatch(error: BaseException) -> str:
+    """The first concrete problem of a ``load_state_dict`` error, on one line
+    (torch's message starts with a generic header line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = (lines[1:] or lines or [type(error).__name__])[0].rstrip(".")
+    return detail if len(detail) <= 240 else detail[:240] + " ..."

@@ -55,7 +55,7 @@ EXIT_USAGE = 2
 EXIT_FAILED_IMAGES = 1
 EXIT_INTERRUPTED = 130
 
-FOLDER_NAME_LIMIT = 120  # bytes; file systems refuse names over 255
+FOLDER_NAME_LIMIT = 200  # bytes; file systems refuse names over 255
 
 
 def path_safe(text: object, limit: int = FOLDER_NAME_LIMIT) -> str:

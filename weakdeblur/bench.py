@@ -2,71 +2,197 @@
 
 Times the real solver loop (G_x, G_k, forward model, loss, Adam) on a
 synthetic image for two budgets and reports the difference per iteration, so
-that set-up and the final logging step cancel out. Prints figures measured in
-this one run only: this is a script, not a test.
+that set-up, compilation and the final logging step cancel out. Prints figures
+measured in this one run only: this is a script, not a test.
 
-    python -m weakdeblur.bench                 # 255x255 / 27x27 and the 128 crop / 27x27
-    python -m weakdeblur.bench --tiny          # seconds, for the test suite
+Part 1, per-iteration speed: the paper configuration at 255x255 and at the
+128 crop (27x27 kernel) for each speed variant (:mod:`weakdeblur.speed`),
+against the plain eager path of the same networks (every switch off) measured
+in the same run: seconds per iteration, the ratio to eager, peak memory
+(peak RSS of a fresh process per variant on a CPU, peak allocated on CUDA) and
+the one-off cost of the first run (compilation for ``compile``).
+
+Part 2, batched multi-image optimisation (:mod:`weakdeblur.batched`): image
+iterations per second for B = 1, 4, 8, 32 images fitted at once, against one
+image at a time, and images per hour at the paper's 5000 iterations.
+
+    python -m weakdeblur.bench                        # everything (CPU: ~20 min)
+    python -m weakdeblur.bench --variants eager,channels_last --batches ""
+    python -m weakdeblur.bench --profile              # top ops of one eager iteration (128 crop)
+    python -m weakdeblur.bench --tiny                 # seconds, for the test suite
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import os
 import platform
+import resource
+import tempfile
 import time
+from dataclasses import dataclass
 from functools import partial
 
 import torch
 
+from weakdeblur.batched import BatchedSolver
 from weakdeblur.data.sample import Sample
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.solver import InputSettings, OptimSettings, Solver, resolve_device
+from weakdeblur.speed import SpeedSettings, set_threads
+
+# every switch off: the reference eager path
+EAGER = dict(
+    channels_last=False, compile=False, bf16=False, cudnn_benchmark=False, inference_constants=False
+)
+VARIANTS = {
+    "eager": {},
+    "channels_last": dict(channels_last=True),
+    "compile": dict(compile=True),
+    "channels_last+compile": dict(channels_last=True, compile=True),
+    "inference_constants": dict(inference_constants=True),  # no-op without a supervisor
+    # GPU paths (run on CUDA only)
+    "cudnn_benchmark": dict(cudnn_benchmark=True),
+    "bf16": dict(bf16=True),
+    "compile_reduce_overhead": dict(compile=True, compile_mode="reduce-overhead"),
+    "gpu_all": dict(cudnn_benchmark=True, bf16=True, compile=True, compile_mode="max-autotune"),
+}
+GPU_ONLY = {"cudnn_benchmark", "bf16", "compile_reduce_overhead", "gpu_all"}
+TINY_WIDTHS = dict(
+    channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]
+)
 
 
-def make_solver(iterations: int, device: str, tiny: bool) -> Solver:
-    widths = (
-        dict(
-            channels_down=[16] * 3,
-            channels_up=[16] * 3,
-            channels_skip=[4] * 3,
-            non_local_scales=[2],
-        )
-        if tiny
-        else {}
-    )
+def make_solver(
+    iterations: int, device: str, tiny: bool, speed: SpeedSettings | None = None
+) -> Solver:
     return Solver(
-        partial(SkipNetwork, **widths),
+        partial(SkipNetwork, **(TINY_WIDTHS if tiny else {})),
         partial(KernelMLP, hidden=64 if tiny else 1000),
         fidelity=FidelityLoss(0.2),
         optim=OptimSettings(iterations=iterations, log_every=iterations, snapshot_every=0),
         inputs=InputSettings(),
         device=device,
+        speed=speed or SpeedSettings(**EAGER),
     )
 
 
-def seconds_per_iteration(
-    size: int, kernel_size: int, short: int, long: int, device: str, tiny: bool
-) -> float:
-    generator = torch.Generator().manual_seed(0)
-    sample = Sample(
-        "bench", torch.rand(1, 1, size, size, generator=generator), (kernel_size, kernel_size)
+def synthetic(size: int, kernel_size: int, index: int = 0) -> Sample:
+    generator = torch.Generator().manual_seed(index)
+    return Sample(
+        f"bench{index}",
+        torch.rand(1, 1, size, size, generator=generator),
+        (kernel_size, kernel_size),
     )
+
+
+@dataclass
+class Timing:
+    seconds_per_iteration: float
+    first_run: float  # seconds of the warm-up run (compilation, allocator, kernels)
+    peak_mb: float
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def time_runs(run, short: int, long: int, device: torch.device) -> Timing:
+    """``run(iterations)`` three times (warm-up, short, long); seconds per extra iteration."""
     timings = []
-    for iterations in (
-        short,
-        short,
-        long,
-    ):  # the first run warms up (allocator, kernels) and is dropped
-        solver = make_solver(iterations, device, tiny)
-        if solver.device.type == "cuda":
-            torch.cuda.synchronize()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for iterations in (short, short, long):
+        _sync(device)
         started = time.perf_counter()
-        solver.run(sample, seed=0)
-        if solver.device.type == "cuda":
-            torch.cuda.synchronize()
+        run(iterations)
+        _sync(device)
         timings.append(time.perf_counter() - started)
-    return (timings[2] - timings[1]) / (long - short)
+    return Timing((timings[2] - timings[1]) / (long - short), timings[0], _peak_mb(device))
+
+
+def time_variant(
+    variant: str, size: int, kernel_size: int, extra: int, device: str, tiny: bool, threads: int
+) -> Timing:
+    set_threads(threads)
+    speed = SpeedSettings(**{**EAGER, **VARIANTS[variant]})
+    sample = synthetic(size, kernel_size)
+    return time_runs(
+        lambda iterations: make_solver(iterations, device, tiny, speed).run(sample, seed=0),
+        2,
+        2 + extra,
+        torch.device(device),
+    )
+
+
+def time_batch(
+    batch: int, size: int, kernel_size: int, extra: int, device: str, tiny: bool, threads: int
+) -> Timing:
+    set_threads(threads)
+    samples = [synthetic(size, kernel_size, index) for index in range(batch)]
+    if batch == 1:  # one at a time: the plain solver
+        run = lambda iterations: make_solver(iterations, device, tiny).run(samples[0], seed=0)  # noqa: E731
+    else:
+        run = lambda iterations: BatchedSolver(make_solver(iterations, device, tiny)).run(  # noqa: E731
+            samples, list(range(batch))
+        )
+    return time_runs(run, 2, 2 + extra, torch.device(device))
+
+
+def _child(queue, function, args, cache_dir):  # pragma: no cover - runs in a subprocess
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # a cold compile cache: compile time counts
+    try:
+        queue.put(function(*args))
+    except Exception as error:  # noqa: BLE001
+        queue.put(error)
+
+
+def isolated(function, *args):
+    """``function(*args)`` in a fresh process (its own peak memory and a cold compile cache)."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    with tempfile.TemporaryDirectory(prefix="weakdeblur-bench-") as cache_dir:
+        process = context.Process(
+            target=_child, args=(queue, function, args, cache_dir), daemon=True
+        )
+        process.start()
+        result = queue.get()
+        process.join()
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def profile(
+    size: int, kernel_size: int, device: str, tiny: bool, threads: int, rows: int = 25
+) -> str:
+    """The top operators (self CPU time) of 3 eager iterations after 2 warm-up iterations."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    set_threads(threads)
+    sample = synthetic(size, kernel_size)
+    make_solver(2, device, tiny).run(sample, seed=0)
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if device.startswith("cuda") else []
+    )
+    with torch_profile(activities=activities) as prof:
+        make_solver(3, device, tiny).run(sample, seed=0)
+    sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=40)
+
+
+def _ints(text: str) -> list[int]:
+    return [int(value) for value in text.split(",") if value.strip()]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -77,20 +203,110 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--iterations", type=int, default=5, help="extra iterations timed beyond the short run"
     )
+    parser.add_argument(
+        "--threads", type=int, default=torch.get_num_threads(), help="torch threads"
+    )
+    parser.add_argument(
+        "--variants",
+        default=None,
+        help="comma-separated speed variants (default: eager, channels_last, compile, "
+        "channels_last+compile, inference_constants; plus the GPU ones on CUDA)",
+    )
+    parser.add_argument("--sizes", default=None, help="image sizes (default 255,128; kernel 27)")
+    parser.add_argument("--batches", default=None, help="batch sizes for part 2 (default 1,4,8,32)")
+    parser.add_argument(
+        "--batch-image", type=int, default=None, help="image size for part 2 (CPU 64, GPU 255)"
+    )
+    parser.add_argument(
+        "--batch-iterations", type=int, default=None, help="extra iterations timed in part 2"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print the top ops of an eager iteration and exit"
+    )
+    parser.add_argument(
+        "--in-process", action="store_true", help="no fresh process per measurement"
+    )
     parser.add_argument("--tiny", action="store_true", help="tiny network and images (smoke test)")
     args = parser.parse_args(argv)
     device = str(resolve_device(args.device))
-    cases = [(48, 7)] if args.tiny else [(255, 27), (128, 27)]
-    print(
-        f"device={device} torch={torch.__version__} threads={torch.get_num_threads()} cpu={platform.processor() or platform.machine()}"
+    cuda = device.startswith("cuda")
+    tiny = args.tiny
+    kernel_size = 7 if tiny else 27
+    sizes = _ints(args.sizes) if args.sizes else ([48] if tiny else [255, 128])
+    if args.variants is not None:
+        variants = [name for name in args.variants.split(",") if name]
+    elif tiny:
+        variants = ["eager", "channels_last"]
+    else:
+        variants = [name for name in VARIANTS if cuda or name not in GPU_ONLY]
+    unknown = set(variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s) {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
+    batches = (
+        _ints(args.batches) if args.batches is not None else ([1, 2] if tiny else [1, 4, 8, 32])
     )
-    print(f"{'image':>9} {'kernel':>7} {'s/iter':>9} {'iter/s':>8} {'5000 it (min)':>14}")
-    for size, kernel_size in cases:
-        seconds = seconds_per_iteration(
-            size, kernel_size, 2, 2 + args.iterations, device, args.tiny
+    batch_image = args.batch_image or (32 if tiny else 255 if cuda else 64)
+    batch_extra = args.batch_iterations or (2 if tiny else args.iterations if cuda else 3)
+    measure = (lambda function, *a: function(*a)) if (args.in_process or tiny) else isolated
+    set_threads(args.threads)
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"device={device} torch={torch.__version__} threads={args.threads} "
+        f"cpu={platform.processor() or platform.machine()} cores={os.cpu_count()} load1={load:.2f}"
+        + (f" gpu={torch.cuda.get_device_name()}" if cuda else "")
+    )
+    if args.profile:
+        print(profile(sizes[-1], kernel_size, device, tiny, args.threads))
+        return
+    memory = "peak alloc MB" if cuda else "peak RSS MB"
+    print("part 1: seconds per iteration (ratio = eager s/it / variant s/it, same run)")
+    print(
+        f"{'image':>9} {'kernel':>7} {'variant':<24} {'s/iter':>8} {'x eager':>8} {memory:>13} {'first run s':>12}"
+    )
+    for size in sizes:
+        eager: float | None = None
+        for variant in variants:
+            timing = measure(
+                time_variant,
+                variant,
+                size,
+                kernel_size,
+                args.iterations,
+                device,
+                tiny,
+                args.threads,
+            )
+            if variant == "eager":
+                eager = timing.seconds_per_iteration
+            ratio = f"{eager / timing.seconds_per_iteration:8.2f}" if eager else f"{'-':>8}"
+            print(
+                f"{size:>5}x{size:<3} {kernel_size:>4}x{kernel_size:<2} {variant:<24} "
+                f"{timing.seconds_per_iteration:8.3f} {ratio} {timing.peak_mb:13.0f} {timing.first_run:12.1f}",
+                flush=True,
+            )
+    if not batches:
+        return
+    print(
+        f"part 2: batched images ({batch_image}x{batch_image}, kernel {kernel_size}x{kernel_size}, eager); "
+        "B=1 is one image at a time (the plain solver)"
+    )
+    print(
+        f"{'B':>4} {'s/iter':>8} {'img-it/s':>9} {'x one-at-a-time':>16} {'img/h @5000':>12} {memory:>13}"
+    )
+    single: float | None = None
+    for batch in batches:
+        timing = measure(
+            time_batch, batch, batch_image, kernel_size, batch_extra, device, tiny, args.threads
         )
+        rate = batch / timing.seconds_per_iteration
+        if batch == 1:
+            single = rate
+        ratio = f"{rate / single:16.2f}" if single else f"{'-':>16}"
         print(
-            f"{size:>5}x{size:<3} {kernel_size:>4}x{kernel_size:<2} {seconds:9.3f} {1 / seconds:8.2f} {5000 * seconds / 60:14.1f}"
+            f"{batch:>4} {timing.seconds_per_iteration:8.3f} {rate:9.2f} {ratio} "
+            f"{3600 * rate / 5000:12.2f} {timing.peak_mb:13.0f}",
+            flush=True,
         )
 
 

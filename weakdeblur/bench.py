@@ -29,6 +29,7 @@ import multiprocessing
 import os
 import platform
 import resource
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -66,13 +67,19 @@ TINY_WIDTHS = dict(
 
 
 def make_solver(
-    iterations: int, device: str, tiny: bool, speed: SpeedSettings | None = None
+    iterations: int,
+    device: str,
+    tiny: bool,
+    speed: SpeedSettings | None = None,
+    log_every: int | None = None,
 ) -> Solver:
     return Solver(
         partial(SkipNetwork, **(TINY_WIDTHS if tiny else {})),
         partial(KernelMLP, hidden=64 if tiny else 1000),
         fidelity=FidelityLoss(0.2),
-        optim=OptimSettings(iterations=iterations, log_every=iterations, snapshot_every=0),
+        optim=OptimSettings(
+            iterations=iterations, log_every=log_every or iterations, snapshot_every=0
+        ),
         inputs=InputSettings(),
         device=device,
         speed=speed or SpeedSettings(**EAGER),
@@ -106,18 +113,32 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def time_runs(run, short: int, long: int, device: torch.device) -> Timing:
-    """``run(iterations)`` three times (warm-up, short, long); seconds per extra iteration."""
-    timings = []
+def time_runs(run, warm: int, extra: int, device: torch.device) -> Timing:
+    """Seconds per iteration of ``run(iterations, log_every)`` (returns a Result or a list).
+
+    CPU: one run of ``warm + extra`` iterations logging every iteration (a logging step
+    costs a few crops and copies, small against an iteration); the median of the last
+    ``extra`` per-iteration times, robust to other processes' bursts on a shared machine.
+    CUDA: per-iteration logging would synchronise the device, so three runs without it
+    (warm-up, ``warm``, ``warm + extra`` iterations) and the difference of the last two.
+    """
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    for iterations in (short, short, long):
-        _sync(device)
-        started = time.perf_counter()
-        run(iterations)
-        _sync(device)
-        timings.append(time.perf_counter() - started)
-    return Timing((timings[2] - timings[1]) / (long - short), timings[0], _peak_mb(device))
+        timings = []
+        for iterations in (warm, warm, warm + extra):
+            _sync(device)
+            started = time.perf_counter()
+            run(iterations, iterations)
+            _sync(device)
+            timings.append(time.perf_counter() - started)
+        return Timing((timings[2] - timings[1]) / extra, timings[0], _peak_mb(device))
+    result = run(warm + extra, 1)
+    history = (result[0] if isinstance(result, list) else result).history
+    stamps = [row["seconds"] for row in history]
+    steps = [
+        later - earlier for earlier, later in zip(stamps[warm - 1 : -1], stamps[warm:], strict=True)
+    ]
+    return Timing(statistics.median(steps), stamps[warm - 1], _peak_mb(device))
 
 
 def time_variant(
@@ -127,9 +148,11 @@ def time_variant(
     speed = SpeedSettings(**{**EAGER, **VARIANTS[variant]})
     sample = synthetic(size, kernel_size)
     return time_runs(
-        lambda iterations: make_solver(iterations, device, tiny, speed).run(sample, seed=0),
+        lambda iterations, log_every: make_solver(iterations, device, tiny, speed, log_every).run(
+            sample, seed=0
+        ),
         2,
-        2 + extra,
+        extra,
         torch.device(device),
     )
 
@@ -139,13 +162,14 @@ def time_batch(
 ) -> Timing:
     set_threads(threads)
     samples = [synthetic(size, kernel_size, index) for index in range(batch)]
-    if batch == 1:  # one at a time: the plain solver
-        run = lambda iterations: make_solver(iterations, device, tiny).run(samples[0], seed=0)  # noqa: E731
-    else:
-        run = lambda iterations: BatchedSolver(make_solver(iterations, device, tiny)).run(  # noqa: E731
-            samples, list(range(batch))
-        )
-    return time_runs(run, 2, 2 + extra, torch.device(device))
+
+    def run(iterations: int, log_every: int):
+        solver = make_solver(iterations, device, tiny, log_every=log_every)
+        if batch == 1:  # one at a time: the plain solver
+            return solver.run(samples[0], seed=0)
+        return BatchedSolver(solver).run(samples, list(range(batch)))
+
+    return time_runs(run, 2, extra, torch.device(device))
 
 
 def _child(queue, function, args, cache_dir):  # pragma: no cover - runs in a subprocess
@@ -201,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument(
-        "--iterations", type=int, default=5, help="extra iterations timed beyond the short run"
+        "--iterations", type=int, default=5, help="iterations timed after 2 warm-up iterations"
     )
     parser.add_argument(
         "--threads", type=int, default=torch.get_num_threads(), help="torch threads"

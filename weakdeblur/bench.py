@@ -1,9 +1,13 @@
 """Benchmark: seconds per iteration of the paper configuration (``make bench``).
 
 Times the real solver loop (G_x, G_k, forward model, loss, Adam) on a
-synthetic image for two budgets and reports the difference per iteration, so
-that set-up, compilation and the final logging step cancel out. Prints figures
-measured in this one run only: this is a script, not a test.
+synthetic image. On a CPU, one run logs every iteration and the median
+per-iteration time is taken; the runs being compared are interleaved in rounds
+(eager, variant A, variant B, eager, ...) in one process, so that load from
+other processes on a shared machine hits them alike. On CUDA, the difference
+of a short and a longer run without per-iteration logging (which would
+synchronise the device). Prints figures measured in this one run only: this is
+a script, not a test.
 
 Part 1, per-iteration speed: the paper configuration at 255x255 and at the
 128 crop (27x27 kernel) for each speed variant (:mod:`weakdeblur.speed`),
@@ -107,10 +111,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        return
+    try:  # Linux: "5" resets this process's peak resident set size (VmHWM)
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
 def _peak_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB, never reset
 
 
 def time_runs(run, warm: int, extra: int, device: torch.device) -> Timing:
@@ -141,35 +163,80 @@ def time_runs(run, warm: int, extra: int, device: torch.device) -> Timing:
     return Timing(statistics.median(steps), stamps[warm - 1], _peak_mb(device))
 
 
-def time_variant(
-    variant: str, size: int, kernel_size: int, extra: int, device: str, tiny: bool, threads: int
-) -> Timing:
+def compare(runs: dict, extra: int, rounds: int, device: torch.device) -> dict[str, Timing]:
+    """Time each of ``runs`` (name -> ``run(iterations, log_every)``) in interleaved rounds.
+
+    Each run first gets one warm-up run (its seconds are the "first run": compilation,
+    allocator, kernel selection); then ``rounds`` rounds time every run in turn, so that a
+    burst of load from other processes hits all of them alike. The reported seconds per
+    iteration are the median over rounds; the peak memory is the largest seen for that run.
+    """
+    first, peaks, seconds = {}, {}, {name: [] for name in runs}
+    for name, run in runs.items():
+        _reset_peak(device)
+        _sync(device)
+        started = time.perf_counter()
+        run(2, 2)
+        _sync(device)
+        first[name] = time.perf_counter() - started
+        peaks[name] = _peak_mb(device)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            _reset_peak(device)
+            seconds[name].append(time_runs(run, 1, extra, device).seconds_per_iteration)
+            peaks[name] = max(peaks[name], _peak_mb(device))
+    return {
+        name: Timing(statistics.median(values), first[name], peaks[name])
+        for name, values in seconds.items()
+    }
+
+
+def compare_variants(
+    variants: list[str],
+    size: int,
+    kernel_size: int,
+    extra: int,
+    rounds: int,
+    device: str,
+    tiny: bool,
+    threads: int,
+) -> dict[str, Timing]:
     set_threads(threads)
-    speed = SpeedSettings(**{**EAGER, **VARIANTS[variant]})
     sample = synthetic(size, kernel_size)
-    return time_runs(
-        lambda iterations, log_every: make_solver(iterations, device, tiny, speed, log_every).run(
-            sample, seed=0
-        ),
-        2,
-        extra,
-        torch.device(device),
-    )
+
+    def runner(variant: str):
+        speed = SpeedSettings(**{**EAGER, **VARIANTS[variant]})
+        return lambda iterations, log_every: make_solver(
+            iterations, device, tiny, speed, log_every
+        ).run(sample, seed=0)
+
+    return compare({v: runner(v) for v in variants}, extra, rounds, torch.device(device))
 
 
-def time_batch(
-    batch: int, size: int, kernel_size: int, extra: int, device: str, tiny: bool, threads: int
-) -> Timing:
+def compare_batches(
+    batches: list[int],
+    size: int,
+    kernel_size: int,
+    extra: int,
+    rounds: int,
+    device: str,
+    tiny: bool,
+    threads: int,
+) -> dict[int, Timing]:
     set_threads(threads)
-    samples = [synthetic(size, kernel_size, index) for index in range(batch)]
 
-    def run(iterations: int, log_every: int):
-        solver = make_solver(iterations, device, tiny, log_every=log_every)
-        if batch == 1:  # one at a time: the plain solver
-            return solver.run(samples[0], seed=0)
-        return BatchedSolver(solver).run(samples, list(range(batch)))
+    def runner(batch: int):
+        samples = [synthetic(size, kernel_size, index) for index in range(batch)]
 
-    return time_runs(run, 2, extra, torch.device(device))
+        def run(iterations: int, log_every: int):
+            solver = make_solver(iterations, device, tiny, log_every=log_every)
+            if batch == 1:  # one at a time: the plain solver
+                return solver.run(samples[0], seed=0)
+            return BatchedSolver(solver).run(samples, list(range(batch)))
+
+        return run
+
+    return compare({b: runner(b) for b in batches}, extra, rounds, torch.device(device))
 
 
 def _child(queue, function, args, cache_dir):  # pragma: no cover - runs in a subprocess
@@ -245,6 +312,9 @@ def main(argv: list[str] | None = None) -> None:
         "--batch-iterations", type=int, default=None, help="extra iterations timed in part 2"
     )
     parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved timing rounds (the median is reported)"
+    )
+    parser.add_argument(
         "--profile", action="store_true", help="print the top ops of an eager iteration and exit"
     )
     parser.add_argument(
@@ -284,54 +354,64 @@ def main(argv: list[str] | None = None) -> None:
         print(profile(sizes[-1], kernel_size, device, tiny, args.threads))
         return
     memory = "peak alloc MB" if cuda else "peak RSS MB"
-    print("part 1: seconds per iteration (ratio = eager s/it / variant s/it, same run)")
+    print(
+        f"part 1: seconds per iteration, median of {args.rounds} interleaved rounds "
+        "(x eager = eager s/it / variant s/it, same process)"
+    )
     print(
         f"{'image':>9} {'kernel':>7} {'variant':<24} {'s/iter':>8} {'x eager':>8} {memory:>13} {'first run s':>12}"
     )
     for size in sizes:
-        eager: float | None = None
-        for variant in variants:
-            timing = measure(
-                time_variant,
-                variant,
-                size,
-                kernel_size,
-                args.iterations,
-                device,
-                tiny,
-                args.threads,
-            )
-            if variant == "eager":
-                eager = timing.seconds_per_iteration
+        timings = measure(
+            compare_variants,
+            variants,
+            size,
+            kernel_size,
+            args.iterations,
+            args.rounds,
+            device,
+            tiny,
+            args.threads,
+        )
+        eager = timings["eager"].seconds_per_iteration if "eager" in timings else None
+        for variant, timing in timings.items():
             ratio = f"{eager / timing.seconds_per_iteration:8.2f}" if eager else f"{'-':>8}"
             print(
                 f"{size:>5}x{size:<3} {kernel_size:>4}x{kernel_size:<2} {variant:<24} "
-                f"{timing.seconds_per_iteration:8.3f} {ratio} {timing.peak_mb:13.0f} {timing.first_run:12.1f}",
+                f"{timing.seconds_per_iteration:8.3f} {ratio} {timing.peak_mb:13.0f} "
+                f"{timing.first_run:12.1f}",
                 flush=True,
             )
     if not batches:
         return
     print(
-        f"part 2: batched images ({batch_image}x{batch_image}, kernel {kernel_size}x{kernel_size}, eager); "
-        "B=1 is one image at a time (the plain solver)"
+        f"part 2: batched images ({batch_image}x{batch_image}, kernel {kernel_size}x{kernel_size}, "
+        "eager); B=1 is one image at a time (the plain solver)"
     )
     print(
         f"{'B':>4} {'s/iter':>8} {'img-it/s':>9} {'x one-at-a-time':>16} {'img/h @5000':>12} {memory:>13}"
     )
-    single: float | None = None
-    for batch in batches:
-        timing = measure(
-            time_batch, batch, batch_image, kernel_size, batch_extra, device, tiny, args.threads
-        )
+    timings = measure(
+        compare_batches,
+        batches,
+        batch_image,
+        kernel_size,
+        batch_extra,
+        args.rounds,
+        device,
+        tiny,
+        args.threads,
+    )
+    single = 1 / timings[1].seconds_per_iteration if 1 in timings else None
+    for batch, timing in timings.items():
         rate = batch / timing.seconds_per_iteration
-        if batch == 1:
-            single = rate
         ratio = f"{rate / single:16.2f}" if single else f"{'-':>16}"
         print(
             f"{batch:>4} {timing.seconds_per_iteration:8.3f} {rate:9.2f} {ratio} "
             f"{3600 * rate / 5000:12.2f} {timing.peak_mb:13.0f}",
             flush=True,
         )
+    print(f"load1 at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -169,7 +169,9 @@ def compare(runs: dict, extra: int, rounds: int, device: torch.device) -> dict[s
     Each run first gets one warm-up run (its seconds are the "first run": compilation,
     allocator, kernel selection); then ``rounds`` rounds time every run in turn, so that a
     burst of load from other processes hits all of them alike. The reported seconds per
-    iteration are the median over rounds; the peak memory is the largest seen for that run.
+    iteration are the median over rounds. Peak memory: CUDA, the largest allocated over
+    that run's runs; CPU, the peak resident set of its warm-up run (the allocator keeps
+    freed memory, so list runs from small to large, as the batch sizes are).
     """
     first, peaks, seconds = {}, {}, {name: [] for name in runs}
     for name, run in runs.items():
@@ -184,7 +186,8 @@ def compare(runs: dict, extra: int, rounds: int, device: torch.device) -> dict[s
         for name, run in runs.items():
             _reset_peak(device)
             seconds[name].append(time_runs(run, 1, extra, device).seconds_per_iteration)
-            peaks[name] = max(peaks[name], _peak_mb(device))
+            if device.type == "cuda":  # exact per run; a CPU process keeps its freed memory
+                peaks[name] = max(peaks[name], _peak_mb(device))
     return {
         name: Timing(statistics.median(values), first[name], peaks[name])
         for name, values in seconds.items()

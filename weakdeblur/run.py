@@ -196,7 +196,10 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     if solver.speed.batch_size > 1:  # solver.batch_size=B: groups of B images of one size at once
 
         def load_for_batch(name: str):
-            view_sample = ColourView.of(source.load(name), color).solve
+            loaded = source.load(name)
+            if solver.supervisor is not None:  # an image the supervisor refuses stays out
+                solver.supervisor.prepare(loaded)
+            view_sample = ColourView.of(loaded, color).solve
             return view_sample, evaluator.progress(view_sample)
 
         solve = BatchedRuns(

@@ -29,7 +29,7 @@ test: install  ## the test suite without the slow tests
 test-all: install  ## every test, slow ones included
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
-bench: install  ## seconds per iteration of the paper configuration (255x255 / 27x27 and the 128 crop)
+bench: install  ## s/iteration of the paper configuration per speed variant (255x255, 128 crop) and batched images/s
 	$(PYTHON) -m weakdeblur.bench $(ARGS)
 
 lint: install

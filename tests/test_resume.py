@@ -83,9 +83,14 @@ def test_a_finished_image_with_another_configuration_or_missing_files_is_redone(
     same = fingerprint(OmegaConf.to_container(cfg, resolve=True))
     other = fingerprint(OmegaConf.to_container(compose_tiny(*data, "seed=1"), resolve=True))
     neutral = fingerprint(
-        OmegaConf.to_container(compose_tiny(*data, "threads=1", "data.images=[a]"), resolve=True)
+        OmegaConf.to_container(
+            compose_tiny(*data, "threads=1", "data.images=[a]", "solver.batch_size=4"), resolve=True
+        )
     )
-    assert same != other and same == neutral
+    compiled = fingerprint(
+        OmegaConf.to_container(compose_tiny(*data, "solver.channels_last=true"), resolve=True)
+    )
+    assert same != other and same == neutral and compiled != same
     assert completed_record(output / "a", same)["status"] == "ok"
     assert completed_record(output / "a", other) is None
     (output / "a" / "k.pt").unlink()

@@ -33,14 +33,22 @@ ARTEFACTS = ("x.png", "k.png", "k.pt", "y_hat.png", "blurry.png", "history.json"
 # Settings that do not change an image's result: excluded from the fingerprint.
 NEUTRAL_KEYS = ("logger", "progress", "device", "threads", "resume", "run_name", "hydra")
 NEUTRAL_DATA_KEYS = ("images",)  # which images run, not how
+NEUTRAL_SOLVER_KEYS = ("batch_size",)  # batched runs give the images of one-at-a-time runs
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
-    """A short hash of the resolved configuration minus :data:`NEUTRAL_KEYS` and ``data.images``."""
+    """A short hash of the resolved configuration minus :data:`NEUTRAL_KEYS`, ``data.images``
+    and ``solver.batch_size``."""
     relevant = {key: value for key, value in config.items() if key not in NEUTRAL_KEYS}
     if isinstance(relevant.get("data"), Mapping):
         relevant["data"] = {
             key: value for key, value in relevant["data"].items() if key not in NEUTRAL_DATA_KEYS
+        }
+    if isinstance(relevant.get("solver"), Mapping):
+        relevant["solver"] = {
+            key: value
+            for key, value in relevant["solver"].items()
+            if key not in NEUTRAL_SOLVER_KEYS
         }
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

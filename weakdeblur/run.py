@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from weakdeblur.batched import BatchedRuns
 from weakdeblur.colour import MODES as COLOUR_MODES
 from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
@@ -38,6 +38,7 @@ from weakdeblur.secrets import (
     scrub_folder,
 )
 from weakdeblur.solver import Result, Solver, resolve_device
+from weakdeblur.speed import set_threads, worker_threads
 from weakdeblur.stopping import PolicyPanel
 from weakdeblur.tracking import (
     METRICS_FILE,
@@ -94,6 +95,7 @@ def build_solver(cfg: DictConfig) -> Solver:
         supervisor=supervisor,
         physics=instantiate(cfg.physics) if cfg.get("physics") else None,
         device=cfg.device,
+        speed=instantiate(cfg.solver) if cfg.get("solver") else None,
     )
 
 
@@ -254,6 +256,26 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     records: list[dict[str, Any]] = []
     exit_code = 0
     current: str | None = None
+    solve = solver.run
+    # a batch-mate is solved with its group but written only on its own turn, under its lock
+    if solver.speed.batch_size > 1:  # solver.batch_size=B: groups of B images of one size at once
+
+        def load_for_batch(name: str):
+            loaded = source.load(name)
+            if solver.supervisor is not None:  # an image the supervisor refuses stays out
+                solver.supervisor.prepare(loaded)
+            view_sample = ColourView.of(loaded, color).solve
+            return view_sample, evaluator.progress(view_sample)
+
+        solve = BatchedRuns(
+            solver,
+            names,
+            load_for_batch,
+            skip=lambda name: (
+                bool(cfg.get("resume"))
+                and completed_record(output_dir / name, config_fingerprint) is not None
+            ),
+        ).run
     images = hold_locks(names, output_dir, records)
     try:
         for name in images:
@@ -293,7 +315,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             view = ColourView.of(sample, color)  # color=y: solve on luminance, show in colour
             sample = view.solve
             trackers.start_image(view.show, record)
-            result = solver.run(
+            result = solve(
                 sample,
                 seed=cfg.seed,
                 on_log=lambda entry, view=view: trackers.log(
@@ -378,6 +400,14 @@ def _user_error(error: BaseException) -> BaseException | None:
     return None
 
 
+def hydra_config_launcher_jobs() -> int:
+    """``n_jobs`` of the Hydra launcher (joblib), 1 for the basic launcher."""
+    if not HydraConfig.initialized():
+        return 1
+    jobs = HydraConfig.get().launcher.get("n_jobs", 1)
+    return int(jobs) if isinstance(jobs, int) and jobs > 0 else 1
+
+
 def result_record(result: Result) -> dict[str, Any]:
     return {
         "status": result.status,
@@ -391,8 +421,11 @@ def result_record(result: Result) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    if cfg.threads:
-        torch.set_num_threads(int(cfg.threads))
+    if cfg.threads == "auto":  # the cores shared by the launcher's worker processes
+        launcher = hydra_config_launcher_jobs()
+        set_threads(worker_threads(launcher))
+    elif cfg.threads:
+        set_threads(int(cfg.threads))
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
     # Hydra saved the overrides verbatim under .hydra/: take any secret out of them

@@ -30,6 +30,7 @@ from torch import nn
 
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import UniformBlur, crop_to_observed
+from weakdeblur.speed import SpeedSettings
 from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
 from weakdeblur.supervisors.base import Supervisor
 
@@ -152,6 +153,7 @@ class Solver:
         supervisor: the frozen network g (:class:`Supervisor`), or ``None``.
         physics: the forward model, ``physics(x, k) -> ŷ``.
         device: ``auto``, ``cpu``, ``cuda``, ...
+        speed: :class:`weakdeblur.speed.SpeedSettings` (memory format, compile, bf16, ...).
     """
 
     def __init__(
@@ -166,6 +168,7 @@ class Solver:
         supervisor: Supervisor | None = None,
         physics: nn.Module | None = None,
         device: str | torch.device = "auto",
+        speed: SpeedSettings | None = None,
     ):
         self.image_generator = image_generator
         self.kernel_generator = kernel_generator
@@ -181,6 +184,7 @@ class Solver:
         self.supervisor = supervisor.freeze() if supervisor is not None else None
         self.physics = physics or UniformBlur()
         self.device = resolve_device(device)
+        self.speed = speed or SpeedSettings()
 
     def run(
         self,
@@ -203,6 +207,8 @@ class Solver:
         device = self.device
         torch.manual_seed(seed)
         started = time.perf_counter()
+        speed = self.speed
+        speed.configure(device)
 
         observed = sample.blurry.to(device)
         kernel_size = sample.kernel_size
@@ -210,6 +216,7 @@ class Solver:
         image_net = self.image_generator(
             in_channels=inputs.code_channels, out_channels=observed.shape[1]
         ).to(device)
+        image_net = speed.prepare(image_net)
         kernel_net = self.kernel_generator(
             kernel_size=kernel_size, code_size=inputs.kernel_code_size
         ).to(device)
@@ -220,8 +227,9 @@ class Solver:
         if supervisor is not None:
             supervisor.to(device)
             supervisor.prepare(sample)
-            with torch.no_grad():
+            with speed.constants():
                 supervised = supervisor(observed).detach()
+            supervised = supervised.clone()  # a normal tensor: autograd may save it
         for term in self.terms:
             term.to(device)
             term.prepare(sample, observed, supervisor, supervised)
@@ -248,10 +256,11 @@ class Solver:
         for iteration in range(budget):
             noise.normal_(0.0, inputs.noise_std)
             optimizer.zero_grad(set_to_none=True)
-            latent = image_net(code + noise)
-            kernel = kernel_net(kernel_code)
-            blurred = self.physics(latent, kernel)
-            losses = {"fidelity": fidelity(blurred, observed, iteration, budget)}
+            with speed.autocast(device):
+                latent = image_net(code + noise)
+                kernel = kernel_net(kernel_code)
+                blurred = self.physics(latent, kernel)
+            losses = {"fidelity": fidelity(blurred.to(observed.dtype), observed, iteration, budget)}
             state = None
             if self.terms:
                 state = IterationState(

@@ -1,0 +1,540 @@
+r"""Batched multi-image optimisation: B images fitted at once, each exactly on its own.
+
+For images :math:`y_1, \dots, y_B` of one size and one kernel size, the
+:class:`BatchedSolver` minimises
+
+.. math::
+
+    \sum_{b=1}^{B} \mathcal L_b(\theta_b), \qquad
+    \mathcal L_b = \mathcal{L}_{\text{fid}}\big(k_b \star x_b,\ y_b\big) + \sum_j \lambda_j(t)\, \mathcal L_{j,b},
+
+where image :math:`b` has its *own* parameters :math:`\theta_b`. Since
+:math:`\partial \sum_c \mathcal L_c / \partial \theta_b = \partial \mathcal L_b / \partial \theta_b`
+and Adam acts elementwise, every image receives exactly the update it would
+receive alone. The B networks are run as one (:func:`stack_networks`):
+
+* a convolution with weights :math:`W_b` becomes one convolution with
+  ``groups = B`` over ``B·C`` channels (input reshaped from ``(B, C, H, W)`` to
+  ``(1, B·C, H, W)``);
+* a BatchNorm over ``C`` channels becomes one over ``B·C`` channels on the same
+  ``(1, B·C, H, W)`` view, i.e. statistics per image and channel, as for a
+  single image (batch dimension 1);
+* a linear layer becomes a batched matrix product;
+* everything else (padding, activations, upsampling, concatenation, the
+  non-local attention) already acts per batch element.
+
+The stacked weights are copies of B independently seeded single networks, and
+each image draws its input noise from its own generator, seeded as
+:class:`weakdeblur.solver.Solver` would seed it; so a batched run and B
+one-at-a-time runs with the same seeds give the same images up to float
+round-off (``tests/test_batched.py``).
+
+Images are grouped by (observation size, kernel size) (:func:`group_by_size`):
+exact, and no padding or masking. An image whose stopping rule fires (or whose
+loss turns non-finite) keeps the iterate chosen at that point; it stays in the
+stacked network until the whole group has stopped (its loss no longer enters
+the sum), so it only costs compute.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from weakdeblur.data.sample import Sample
+from weakdeblur.physics import crop_to_observed
+from weakdeblur.solver import IterationState, LogRecord, Result, Solver
+from weakdeblur.stopping import Check, PolicyError, StoppingPolicy
+
+
+class GroupedConv2d(nn.Module):
+    """B ``Conv2d`` layers of one shape as one grouped convolution on ``(B, C, H, W)``."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d]):
+        super().__init__()
+        first = convs[0]
+        if first.padding_mode != "zeros" or isinstance(first.padding, str):
+            raise ValueError("stack_networks supports zero-padded Conv2d with integer padding")
+        self.weight = nn.Parameter(torch.cat([conv.weight.detach() for conv in convs]).clone())
+        self.bias = (
+            nn.Parameter(torch.cat([conv.bias.detach() for conv in convs]).clone())
+            if first.bias is not None
+            else None
+        )
+        self.stride, self.padding, self.dilation = first.stride, first.padding, first.dilation
+        self.groups = first.groups * len(convs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch = x.shape[0]
+        out = F.conv2d(
+            x.reshape(1, -1, *x.shape[-2:]),
+            self.weight,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
+        return out.reshape(batch, -1, *out.shape[-2:])
+
+
+class GroupedBatchNorm2d(nn.Module):
+    """B training-mode ``BatchNorm2d`` layers (batch of one each) as one over ``B·C`` channels."""
+
+    def __init__(self, norms: Sequence[nn.BatchNorm2d]):
+        super().__init__()
+        first = norms[0]
+        if not first.training:
+            raise ValueError(
+                "stack_networks supports BatchNorm in training mode (batch statistics)"
+            )
+        self.eps = first.eps
+        self.weight = nn.Parameter(torch.cat([norm.weight.detach() for norm in norms]).clone())
+        self.bias = nn.Parameter(torch.cat([norm.bias.detach() for norm in norms]).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.batch_norm(
+            x.reshape(1, -1, *x.shape[-2:]), None, None, self.weight, self.bias, True, 0.0, self.eps
+        )
+        return out.reshape(x.shape)
+
+
+class GroupedLinear(nn.Module):
+    """B ``Linear`` layers of one shape applied row-wise to a ``(B, in)`` input."""
+
+    def __init__(self, layers: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([layer.weight.detach() for layer in layers]).clone())
+        self.bias = (
+            nn.Parameter(torch.stack([layer.bias.detach() for layer in layers]).clone())
+            if layers[0].bias is not None
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.bmm(x.unsqueeze(1), self.weight.transpose(1, 2)).squeeze(1)
+        return out + self.bias if self.bias is not None else out
+
+
+_GROUPED = {nn.Conv2d: GroupedConv2d, nn.BatchNorm2d: GroupedBatchNorm2d, nn.Linear: GroupedLinear}
+
+
+def stack_networks(networks: Sequence[nn.Module]) -> nn.Module:
+    """One network computing ``networks[b]`` on batch element ``b`` (see the module docstring).
+
+    The networks must share one architecture; their parameters are copied (the
+    originals are left alone). Raises ``ValueError`` for a layer with
+    parameters it cannot group.
+    """
+    template = copy.deepcopy(networks[0])
+    for name, module in list(template.named_modules()):
+        grouped = _GROUPED.get(type(module))
+        if grouped is None:
+            if any(True for _ in module.parameters(recurse=False)):
+                raise ValueError(f"cannot stack layer {name} ({type(module).__name__})")
+            continue
+        replacement = grouped([network.get_submodule(name) for network in networks])
+        parent_name, _, child = name.rpartition(".")
+        setattr(
+            template.get_submodule(parent_name) if parent_name else template, child, replacement
+        )
+    return template
+
+
+def size_key(sample: Sample) -> tuple[tuple[int, ...], tuple[int, int]]:
+    return tuple(sample.blurry.shape[1:]), tuple(sample.kernel_size)
+
+
+def group_by_size(samples: Sequence[Sample], batch_size: int) -> list[list[int]]:
+    """Indices of ``samples`` in groups of at most ``batch_size`` with one
+    (observation size, kernel size) each, in order of first appearance."""
+    by_key: dict[tuple, list[int]] = {}
+    for index, sample in enumerate(samples):
+        by_key.setdefault(size_key(sample), []).append(index)
+    return [
+        indices[start : start + batch_size]
+        for indices in by_key.values()
+        for start in range(0, len(indices), batch_size)
+    ]
+
+
+class _Track:
+    """One image's bookkeeping in a batch: stopping rule, history, the iterate to return.
+
+    Mirrors the logging / checking / returning logic of :meth:`Solver.run`.
+    """
+
+    def __init__(self, sample: Sample, stopping: StoppingPolicy, started: float):
+        self.sample, self.stopping, self.started = sample, stopping, started
+        self.active = True
+        self.history: list[dict[str, float]] = []
+        self.last_finite: tuple | None = None
+        self.status, self.message, self.stopped_early = "ok", "", False
+        self.completed = 0
+        self.supervised: torch.Tensor | None = None
+        self.result: Result | None = None
+
+
+class BatchedSolver:
+    """Fits B images at once with the settings of ``solver`` (same maths, same seeds).
+
+    Args:
+        solver: a :class:`Solver`; its generators, losses, stopping policy (copied
+            per image), supervisor, physics, device and speed settings are used.
+    """
+
+    def __init__(self, solver: Solver):
+        self.solver = solver
+
+    def run(
+        self,
+        samples: Sequence[Sample],
+        seeds: Sequence[int] | int = 0,
+        on_log: Callable[[int, LogRecord], None] | None = None,
+        evaluate: Sequence[Callable[[torch.Tensor], dict[str, float]] | None] | None = None,
+    ) -> list[Result]:
+        """Optimise ``samples`` (one observation size and kernel size) jointly.
+
+        Args:
+            samples: the images; see :func:`group_by_size` to split a data set.
+            seeds: one seed per image (or one for all), as for :meth:`Solver.run`.
+            on_log: called with ``(index, LogRecord)`` at each image's logging steps.
+            evaluate: per image, as ``evaluate`` of :meth:`Solver.run`.
+        """
+        solver = self.solver
+        settings, inputs, speed = solver.optim, solver.inputs, solver.speed
+        budget, device = settings.iterations, solver.device
+        count = len(samples)
+        seeds = [seeds] * count if isinstance(seeds, int) else list(seeds)
+        evaluate = list(evaluate) if evaluate is not None else [None] * count
+        if not (len(seeds) == len(evaluate) == count) or count == 0:
+            raise ValueError("one seed (and evaluate callback) per sample, and at least one sample")
+        if len({size_key(sample) for sample in samples}) != 1:
+            raise ValueError("a batch needs one image size and one kernel size (group_by_size)")
+        speed.configure(device)
+        started = time.perf_counter()
+        kernel_size = samples[0].kernel_size
+        supervisor = solver.supervisor
+        fidelity = solver.fidelity.to(device)
+
+        # per-image set-up, in the order (and with the random draws) of Solver.run
+        image_nets, kernel_nets, codes, kernel_codes, observed = [], [], [], [], []
+        terms: list[list] = []
+        generators: list[torch.Generator] = []
+        tracks: list[_Track] = []
+        for sample, seed in zip(samples, seeds, strict=True):
+            torch.manual_seed(seed)
+            y = sample.blurry.to(device)
+            height, width = solver.physics.latent_size(tuple(y.shape[-2:]), kernel_size)
+            image_nets.append(
+                solver.image_generator(
+                    in_channels=inputs.code_channels, out_channels=y.shape[1]
+                ).to(device)
+            )
+            kernel_nets.append(
+                solver.kernel_generator(
+                    kernel_size=kernel_size, code_size=inputs.kernel_code_size
+                ).to(device)
+            )
+            codes.append(
+                inputs.code_scale
+                * torch.rand(1, inputs.code_channels, height, width, device=device)
+            )
+            kernel_codes.append(
+                inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
+            )
+            track = _Track(sample, copy.deepcopy(solver.stopping), started)
+            if supervisor is not None:
+                supervisor.to(device)
+                supervisor.prepare(sample)
+                with speed.constants():
+                    supervised = supervisor(y).detach()
+                track.supervised = supervised.clone()
+            image_terms = copy.deepcopy(solver.terms)
+            for term in image_terms:
+                term.to(device)
+                term.prepare(sample, y, supervisor, track.supervised)
+            try:
+                track.stopping.start(budget, sample, supervisor, track.supervised)
+            except PolicyError as error:
+                track.active = False
+                track.result = Solver._unusable(
+                    sample, 0, "failed", str(error), started, [], track.supervised
+                )
+            generator = torch.Generator(device=device)
+            generator.set_state(
+                torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+            )
+            generators.append(generator)
+            observed.append(y)
+            terms.append(image_terms)
+            tracks.append(track)
+
+        image_net = speed.prepare(stack_networks(image_nets))
+        kernel_net = stack_networks(kernel_nets)
+        del image_nets, kernel_nets
+        code = torch.cat(codes)
+        kernel_code = torch.stack(kernel_codes)
+        optimizer = torch.optim.Adam(
+            [
+                {"params": image_net.parameters(), "lr": settings.lr_image},
+                {"params": kernel_net.parameters(), "lr": settings.lr_kernel},
+            ]
+        )
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, settings.milestone_iterations(), settings.gamma
+        )
+        noise = torch.empty_like(code)
+        for iteration in range(budget):
+            if not any(track.active for track in tracks):
+                break
+            for index, generator in enumerate(generators):
+                noise[index].normal_(0.0, inputs.noise_std, generator=generator)
+            optimizer.zero_grad(set_to_none=True)
+            with speed.autocast(device):
+                latents = image_net(code + noise)
+                kernels = kernel_net(kernel_code)
+            totals, losses_of, blurred_of = {}, {}, {}
+            for index, track in enumerate(tracks):
+                if not track.active:
+                    continue
+                latent, kernel = latents[index : index + 1], kernels[index : index + 1]
+                with speed.autocast(device):
+                    blurred = solver.physics(latent, kernel)
+                losses = {
+                    "fidelity": fidelity(
+                        blurred.to(observed[index].dtype), observed[index], iteration, budget
+                    )
+                }
+                if terms[index]:
+                    if supervisor is not None:
+                        supervisor.prepare(track.sample)
+                    state = IterationState(
+                        iteration,
+                        budget,
+                        track.sample,
+                        observed[index],
+                        latent,
+                        crop_to_observed(latent, kernel_size),
+                        kernel,
+                        blurred,
+                        supervisor,
+                        track.supervised,
+                    )
+                    for term in terms[index]:
+                        value = term(state)
+                        if value is not None:
+                            losses[term.name] = value
+                totals[index] = sum(losses.values())
+                losses_of[index], blurred_of[index] = losses, blurred
+            sum(totals.values()).backward()
+            optimizer.step()
+            scheduler.step()
+            completed = iteration + 1
+            for index, total in totals.items():
+                track = tracks[index]
+                track.completed = completed
+                self._bookkeep(
+                    index,
+                    track,
+                    completed,
+                    total,
+                    latents[index : index + 1],
+                    kernels[index : index + 1],
+                    blurred_of[index],
+                    losses_of[index],
+                    optimizer,
+                    on_log,
+                    evaluate[index],
+                )
+        return [self._finish(track) for track in tracks]
+
+    def _bookkeep(
+        self,
+        index,
+        track,
+        completed,
+        total,
+        latent,
+        kernel,
+        blurred,
+        losses,
+        optimizer,
+        on_log,
+        evaluate,
+    ) -> None:
+        """Solver.run's logging / checking step for one image of the batch."""
+        settings, stopping, budget = self.solver.optim, track.stopping, self.solver.optim.iterations
+        kernel_size = track.sample.kernel_size
+        log_now = completed % settings.log_every == 0 or completed == budget
+        check_now = completed % stopping.check_every == 0
+        if not (log_now or check_now):
+            return
+        image = crop_to_observed(latent, kernel_size).detach()
+        if not bool(torch.isfinite(total)) or not bool(torch.isfinite(image).all()):
+            track.status = "failed"
+            track.message = f"non-finite loss at iteration {completed} (loss {total.item()})"
+            track.active = False
+            return
+        kernel_d, blurred_d = kernel.detach(), blurred.detach()
+        track.last_finite = (completed, image.clone(), kernel_d.clone(), blurred_d.clone())
+        stop = False
+        if check_now:
+            stop = stopping.observe(
+                Check(
+                    completed,
+                    budget,
+                    image,
+                    kernel_d,
+                    blurred_d,
+                    {k: v.detach() for k, v in losses.items()},
+                    self.solver.supervisor,
+                    track.supervised,
+                )
+            )
+        if log_now or stop:
+            scalars = {"iteration": float(completed), "loss": float(total.detach())}
+            scalars.update({name: float(value.detach()) for name, value in losses.items()})
+            scalars["lr_image"] = optimizer.param_groups[0]["lr"]
+            scalars["seconds"] = time.perf_counter() - track.started
+            if check_now:
+                scalars.update(stopping.statistics())
+            image_cpu = image.float().cpu()
+            if evaluate is not None:
+                scalars.update(evaluate(image_cpu))
+            track.history.append(scalars)
+            if on_log is not None:
+                snapshot = settings.snapshot_every > 0 and completed % settings.snapshot_every == 0
+                on_log(
+                    index,
+                    LogRecord(
+                        completed,
+                        scalars,
+                        image_cpu,
+                        kernel_d.float().cpu(),
+                        blurred_d.float().cpu(),
+                        snapshot,
+                    ),
+                )
+        if stop:
+            track.stopped_early = completed < budget
+            track.active = False
+        elif completed == budget:
+            track.active = False
+
+    @staticmethod
+    def _finish(track: _Track) -> Result:
+        if track.result is not None:  # the stopping rule refused the image
+            return track.result
+        sample = track.sample
+        if track.last_finite is None:
+            if track.status == "failed":
+                return Solver._unusable(
+                    sample,
+                    track.completed,
+                    track.status,
+                    track.message + "; no finite iterate",
+                    track.started,
+                    track.history,
+                    track.supervised,
+                )
+            raise RuntimeError("batched solver finished without a logging step")  # unreachable
+        returned_iteration, image, kernel_out, blurred_out = track.last_finite
+        chosen = track.stopping.selected() if track.status == "ok" else None
+        if chosen is not None:
+            returned_iteration, image, kernel_out, blurred_out = (
+                chosen.iteration,
+                chosen.image,
+                chosen.kernel,
+                chosen.blurred,
+            )
+        return Result(
+            name=sample.name,
+            image=image.float().cpu(),
+            kernel=kernel_out.float().cpu(),
+            blurred=blurred_out.float().cpu(),
+            iterations=track.completed,
+            returned_iteration=returned_iteration,
+            status=track.status,
+            message=track.message,
+            seconds=time.perf_counter() - track.started,
+            history=track.history,
+            stopped_early=track.stopped_early,
+            supervised=track.supervised.float().cpu() if track.supervised is not None else None,
+        )
+
+
+class BatchedRuns:
+    """Batched solving for a runner that handles one image at a time (``solver.batch_size``).
+
+    When the runner asks for an image that has not been solved yet, that image
+    and the next pending images of the same size and kernel size (up to
+    ``solver.speed.batch_size``) are solved together; their log records are
+    kept and replayed, in order, when the runner asks for each of them. So the
+    runner's trackers still see one image after the other.
+
+    Args:
+        solver: the :class:`Solver` (its ``speed.batch_size`` is the group size).
+        names: the runner's image names, in its order.
+        load: ``name -> (sample to solve, evaluate callback or None)``; an image
+            whose loading raises is left out of the group (the runner meets the
+            error on its own turn).
+        skip: names the runner will not solve (e.g. complete on resume).
+    """
+
+    def __init__(
+        self,
+        solver: Solver,
+        names: Sequence[str],
+        load: Callable[[str], tuple[Sample, Callable | None]],
+        skip: Callable[[str], bool] = lambda name: False,
+    ):
+        self.solver, self.names, self.load, self.skip = solver, list(names), load, skip
+        self._solved: dict[str, tuple[Result, list[LogRecord]]] = {}
+
+    def run(
+        self,
+        sample: Sample,
+        seed: int = 0,
+        on_log: Callable[[LogRecord], None] | None = None,
+        evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
+    ) -> Result:
+        """As :meth:`Solver.run` (``sample.name`` is one of ``names``; every image gets ``seed``)."""
+        name = sample.name
+        if name not in self._solved:
+            self._solve_group(name, sample, seed, evaluate)
+        result, records = self._solved.pop(name)
+        if on_log is not None:
+            for record in records:
+                on_log(record)
+        return result
+
+    def _solve_group(self, name: str, sample: Sample, seed: int, evaluate) -> None:
+        group = [(name, sample, evaluate)]
+        key = size_key(sample)
+        following = self.names[self.names.index(name) + 1 :] if name in self.names else []
+        for other in following:
+            if len(group) >= self.solver.speed.batch_size:
+                break
+            if other in self._solved or self.skip(other):
+                continue
+            try:
+                other_sample, other_evaluate = self.load(other)
+            except Exception:  # noqa: BLE001 - the runner reports it on that image's turn
+                continue
+            if size_key(other_sample) == key:
+                group.append((other, other_sample, other_evaluate))
+        records: list[list[LogRecord]] = [[] for _ in group]
+        results = BatchedSolver(self.solver).run(
+            [member[1] for member in group],
+            seed,
+            on_log=lambda index, record: records[index].append(record),
+            evaluate=[member[2] for member in group],
+        )
+        for (member_name, _, _), result, logged in zip(group, results, records, strict=True):
+            self._solved[member_name] = (result, logged)

@@ -40,7 +40,15 @@ def main(root: Path) -> None:
     for name in names:
         rows = [table.get(name, {}) for table in tables.values()]
         any_row = next(r for r in rows if r)
-        supervised = next((r for r in rows if "supervised_psnr" in r), {})
+        # g(y) of the synthetic supervisor (the oracle's x̄ is the ground truth itself)
+        supervised = next(
+            (
+                r
+                for p, r in zip(tables, rows, strict=True)
+                if p != "oracle" and "supervised_psnr" in r
+            ),
+            {},
+        )
         cells = [
             f"{number(r, 'psnr', '.2f')} / {number(r, 'ssim', '.3f')} / {number(r, 'seconds', '.0f')}"
             for r in rows
@@ -55,8 +63,14 @@ def main(root: Path) -> None:
         psnr, ssim, seconds = (mean([r[key] for r in ok]) for key in ("psnr", "ssim", "seconds"))
         means.append(f"**{psnr:.2f}** / {ssim:.3f} / {seconds:.0f}")
     every = [r for table in tables.values() for r in table.values()]
-    blurry = mean([r["blurry_psnr"] for r in every if "blurry_psnr" in r and r["name"] in names])
-    by_name = {r["name"]: r["supervised_psnr"] for r in every if "supervised_psnr" in r}
+    blurry = mean(list({r["name"]: r["blurry_psnr"] for r in every if "blurry_psnr" in r}.values()))
+    by_name = {
+        r["name"]: r["supervised_psnr"]
+        for preset, table in tables.items()
+        if preset != "oracle"
+        for r in table.values()
+        if "supervised_psnr" in r
+    }
     print(
         f"| mean | {blurry:.2f} | {mean(list(by_name.values())):.2f} | " + " | ".join(means) + " |"
     )

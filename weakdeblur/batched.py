@@ -431,41 +431,17 @@ class BatchedSolver:
     def _finish(track: _Track) -> Result:
         if track.result is not None:  # the stopping rule refused the image
             return track.result
-        sample = track.sample
-        if track.last_finite is None:
-            if track.status == "failed":
-                return Solver._unusable(
-                    sample,
-                    track.completed,
-                    track.status,
-                    track.message + "; no finite iterate",
-                    track.started,
-                    track.history,
-                    track.supervised,
-                )
-            raise RuntimeError("batched solver finished without a logging step")  # unreachable
-        returned_iteration, image, kernel_out, blurred_out = track.last_finite
-        chosen = track.stopping.selected() if track.status == "ok" else None
-        if chosen is not None:
-            returned_iteration, image, kernel_out, blurred_out = (
-                chosen.iteration,
-                chosen.image,
-                chosen.kernel,
-                chosen.blurred,
-            )
-        return Result(
-            name=sample.name,
-            image=image.float().cpu(),
-            kernel=kernel_out.float().cpu(),
-            blurred=blurred_out.float().cpu(),
-            iterations=track.completed,
-            returned_iteration=returned_iteration,
-            status=track.status,
-            message=track.message,
-            seconds=time.perf_counter() - track.started,
-            history=track.history,
-            stopped_early=track.stopped_early,
-            supervised=track.supervised.float().cpu() if track.supervised is not None else None,
+        return Solver._finish(
+            track.sample,
+            track.stopping,
+            track.last_finite,
+            track.status,
+            track.message,
+            track.started,
+            track.history,
+            track.completed,
+            track.stopped_early,
+            track.supervised,
         )
 
 

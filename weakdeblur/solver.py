@@ -339,10 +339,38 @@ class Solver:
                 stopped_early = completed < budget
                 break
 
+        return self._finish(
+            sample,
+            self.stopping,
+            last_finite,
+            status,
+            message,
+            started,
+            history,
+            completed,
+            stopped_early,
+            supervised,
+        )
+
+    @classmethod
+    def _finish(
+        cls,
+        sample: Sample,
+        stopping: StoppingPolicy,
+        last_finite: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None,
+        status: str,
+        message: str,
+        started: float,
+        history: list[dict[str, float]],
+        completed: int,
+        stopped_early: bool,
+        supervised: torch.Tensor | None,
+    ) -> Result:
+        """The image's result: the stopping rule's choice, else the last finite iterate."""
         if last_finite is None:
             if status == "failed":
                 # nothing finite was ever logged: return the blurry input as the estimate
-                return self._unusable(
+                return cls._unusable(
                     sample,
                     completed,
                     status,
@@ -353,7 +381,7 @@ class Solver:
                 )
             raise RuntimeError("solver finished without a logging step")  # unreachable
         returned_iteration, image, kernel_out, blurred_out = last_finite
-        chosen = self.stopping.selected() if status == "ok" else None
+        chosen = stopping.selected() if status == "ok" else None
         if chosen is not None:
             returned_iteration, image, kernel_out, blurred_out = (
                 chosen.iteration,

@@ -82,7 +82,8 @@ def test_missing_data_root_one_line_exit_2_nothing_created(tmp_path):
     assert done.returncode == 2
     assert error_lines(done) == [
         f"weakdeblur: error: Levin data folder not found: {tmp_path}/nowhere/levin "
-        "(set data.root or the WEAKDEBLUR_DATA environment variable)"
+        "(set data_root= or the WEAKDEBLUR_DATA environment variable to the folder that holds it, "
+        "or data.root= to this folder itself)"
     ]
     nothing_created(done, output, tmp_path, set())
 

@@ -102,9 +102,13 @@ def test_panel_stops_the_run_only_when_every_member_has_decided():
     assert decisions["early"].stop_iteration == 5 and decisions["later"].stop_iteration == 15
 
 
-def test_members_that_refuse_the_image_are_left_out_with_the_reason():
+def test_members_that_refuse_the_image_are_left_out_with_the_reason(caplog):
     panel = PolicyPanel({"fixed": FixedBudget(10), "consistency": ConsistencyStop()})
-    panel.start(BUDGET)  # no supervisor
+    with caplog.at_level("WARNING", logger="weakdeblur.stopping"):
+        panel.start(BUDGET)  # no supervisor
+        panel.start(BUDGET)  # the next image: said once per run
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert len(left_out) == 1 and "rule consistency left out" in left_out[0]
     assert list(panel.unavailable) == ["consistency"]
     assert "needs a supervisor" in panel.unavailable["consistency"]
     for check in trajectory()[9::10]:

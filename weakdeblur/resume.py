@@ -54,26 +54,35 @@ def fingerprint(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def completed_record(folder: Path, config_fingerprint: str | None = None) -> dict[str, Any] | None:
-    """The stored record of a complete image in ``folder``, else ``None`` (with the reason logged)."""
+def completed_record(
+    folder: Path, config_fingerprint: str | None = None, quiet: bool = False
+) -> dict[str, Any] | None:
+    """The stored record of a complete image in ``folder``, else ``None`` (with the reason
+    logged, unless ``quiet``: a look that decides nothing about redoing the image)."""
+
+    def note(level: int, message: str, *arguments: object) -> None:
+        if not quiet:
+            log.log(level, message, *arguments)
+
     path = folder / METRICS_FILE
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        log.warning("%s: unreadable %s, redoing the image", folder.name, METRICS_FILE)
+        note(logging.WARNING, "%s: unreadable %s, redoing the image", folder.name, METRICS_FILE)
         return None
     if record.get("status") != "ok":
-        log.info("%s: previous status %s, redoing it", folder.name, record.get("status"))
+        note(logging.INFO, "%s: previous status %s, redoing it", folder.name, record.get("status"))
         return None
     missing = [name for name in ARTEFACTS if not (folder / name).is_file()]
     if missing:
-        log.warning("%s: missing %s, redoing the image", folder.name, ", ".join(missing))
+        note(logging.WARNING, "%s: missing %s, redoing the image", folder.name, ", ".join(missing))
         return None
     stored = record.get("config_fingerprint")
     if config_fingerprint is not None and stored != config_fingerprint:
-        log.warning(
+        note(
+            logging.WARNING,
             "%s: finished with another configuration (%s, now %s), redoing it",
             folder.name,
             stored,

@@ -212,7 +212,7 @@ def settle_locked(
     settled = []
     for record in records:
         if record.get("status") == "locked":
-            done = completed_record(output_dir / record["name"], config_fingerprint)
+            done = completed_record(output_dir / record["name"], config_fingerprint, quiet=True)
             if done is not None:
                 record = {**done, "resumed": True}
         settled.append(record)
@@ -273,7 +273,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             load_for_batch,
             skip=lambda name: (
                 bool(cfg.get("resume"))
-                and completed_record(output_dir / name, config_fingerprint) is not None
+                and completed_record(output_dir / name, config_fingerprint, quiet=True) is not None
             ),
         ).run
     images = hold_locks(names, output_dir, records)
@@ -346,6 +346,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                         result.seconds,
                         result.iterations,
                     )
+                    if solver.stopping.unavailable:  # rules that could not run on this image
+                        record["panel_left_out"] = dict(solver.stopping.unavailable)
             if result.supervised is not None and sample.sharp is not None:
                 supervised = evaluator.image_scores(
                     result.supervised, sample.sharp.float().cpu(), with_lpips=False

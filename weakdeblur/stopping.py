@@ -20,6 +20,7 @@ that image failed with the message, before the first iteration.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -28,6 +29,8 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from weakdeblur.data.sample import Sample
@@ -472,6 +475,7 @@ class PolicyPanel(StoppingPolicy):
             raise ValueError("a stopping panel needs at least one member")
         self.members = dict(members)
         self.check_every = math.gcd(*(member.check_every for member in self.members.values()))
+        self._reported: set[str] = set()  # left-out rules already logged (once per run)
         self.start(0)
 
     def start(self, budget, sample=None, supervisor=None, supervised=None):
@@ -487,6 +491,10 @@ class PolicyPanel(StoppingPolicy):
                 member.start(budget, sample, supervisor, supervised)
             except PolicyError as error:
                 self.unavailable[name] = str(error)
+        for name, reason in self.unavailable.items():
+            if name not in self._reported:
+                self._reported.add(name)
+                log.warning("stopping panel: rule %s left out: %s", name, reason)
         if len(self.unavailable) == len(self.members):
             raise PolicyError(
                 "no rule of the stopping panel can run on this image: "

@@ -100,7 +100,8 @@ def _existing_folder(root: str | Path, what: str) -> Path:
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(
-            f"{what} not found: {root} (set data.root or the WEAKDEBLUR_DATA environment variable)"
+            f"{what} not found: {root} (set data_root= or the WEAKDEBLUR_DATA environment variable "
+            "to the folder that holds it, or data.root= to this folder itself)"
         )
     return root
 

@@ -48,7 +48,7 @@ from torch import nn
 
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import crop_to_observed
-from weakdeblur.solver import IterationState, LogRecord, Result, Solver
+from weakdeblur.solver import IterationState, LogRecord, Result, Solver, log_record
 from weakdeblur.stopping import Check, PolicyError, StoppingPolicy
 
 
@@ -398,29 +398,20 @@ class BatchedSolver:
                 )
             )
         if log_now or stop:
-            scalars = {"iteration": float(completed), "loss": float(total.detach())}
-            scalars.update({name: float(value.detach()) for name, value in losses.items()})
-            scalars["lr_image"] = optimizer.param_groups[0]["lr"]
-            scalars["seconds"] = time.perf_counter() - track.started
-            if check_now:
-                scalars.update(stopping.statistics())
-            image_cpu = image.float().cpu()
-            if evaluate is not None:
-                scalars.update(evaluate(image_cpu))
-            track.history.append(scalars)
+            record = log_record(
+                completed,
+                total,
+                losses,
+                optimizer,
+                track.started,
+                stopping.statistics() if check_now else {},
+                (image, kernel_d, blurred_d),
+                evaluate,
+                settings.snapshot_every,
+            )
+            track.history.append(record.scalars)
             if on_log is not None:
-                snapshot = settings.snapshot_every > 0 and completed % settings.snapshot_every == 0
-                on_log(
-                    index,
-                    LogRecord(
-                        completed,
-                        scalars,
-                        image_cpu,
-                        kernel_d.float().cpu(),
-                        blurred_d.float().cpu(),
-                        snapshot,
-                    ),
-                )
+                on_log(index, record)
         if stop:
             track.stopped_early = completed < budget
             track.active = False

@@ -139,6 +139,32 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def log_record(
+    completed: int,
+    total: torch.Tensor,
+    losses: dict[str, torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    started: float,
+    statistics: dict[str, float],
+    estimate: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    evaluate: Callable[[torch.Tensor], dict[str, float]] | None,
+    snapshot_every: int,
+) -> LogRecord:
+    """What a logging step records: losses, learning rate, seconds, the stopping rule's
+    statistics, scores of x (``evaluate``) and CPU copies of (x, k, ŷ). The one place that
+    synchronises with the host."""
+    scalars = {"iteration": float(completed), "loss": float(total.detach())}
+    scalars.update({name: float(value.detach()) for name, value in losses.items()})
+    scalars["lr_image"] = optimizer.param_groups[0]["lr"]
+    scalars["seconds"] = time.perf_counter() - started
+    scalars.update(statistics)
+    image, kernel, blurred = (tensor.float().cpu() for tensor in estimate)
+    if evaluate is not None:
+        scalars.update(evaluate(image))
+    snapshot = snapshot_every > 0 and completed % snapshot_every == 0
+    return LogRecord(completed, scalars, image, kernel, blurred, snapshot)
+
+
 class Solver:
     """Fits G_x and G_k to one sample.
 
@@ -311,30 +337,20 @@ class Solver:
                     )
                 )
             if log_now or stop:
-                scalars = {"iteration": float(completed), "loss": float(total.detach())}
-                scalars.update({name: float(value.detach()) for name, value in losses.items()})
-                scalars["lr_image"] = optimizer.param_groups[0]["lr"]
-                scalars["seconds"] = time.perf_counter() - started
-                if check_now:
-                    scalars.update(self.stopping.statistics())
-                image_cpu = image.float().cpu()
-                if evaluate is not None:
-                    scalars.update(evaluate(image_cpu))
-                history.append(scalars)
+                record = log_record(
+                    completed,
+                    total,
+                    losses,
+                    optimizer,
+                    started,
+                    self.stopping.statistics() if check_now else {},
+                    (image, kernel_d, blurred_d),
+                    evaluate,
+                    settings.snapshot_every,
+                )
+                history.append(record.scalars)
                 if on_log is not None:
-                    snapshot = (
-                        settings.snapshot_every > 0 and completed % settings.snapshot_every == 0
-                    )
-                    on_log(
-                        LogRecord(
-                            completed,
-                            scalars,
-                            image_cpu,
-                            kernel_d.float().cpu(),
-                            blurred_d.float().cpu(),
-                            snapshot,
-                        )
-                    )
+                    on_log(record)
             if stop:
                 stopped_early = completed < budget
                 break

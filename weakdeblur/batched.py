@@ -48,7 +48,14 @@ from torch import nn
 
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import crop_to_observed
-from weakdeblur.solver import IterationState, LogRecord, Result, Solver, log_record
+from weakdeblur.solver import (
+    IterationState,
+    LogRecord,
+    Result,
+    Solver,
+    log_record,
+    non_finite,
+)
 from weakdeblur.stopping import Check, PolicyError, StoppingPolicy
 
 
@@ -376,10 +383,9 @@ class BatchedSolver:
         if not (log_now or check_now):
             return
         image = crop_to_observed(latent, kernel_size).detach()
-        if not bool(torch.isfinite(total)) or not bool(torch.isfinite(image).all()):
-            track.status = "failed"
-            track.message = f"non-finite loss at iteration {completed} (loss {total.item()})"
-            track.active = False
+        failure = non_finite(total, image, completed)
+        if failure is not None:
+            track.status, track.message, track.active = "failed", failure, False
             return
         kernel_d, blurred_d = kernel.detach(), blurred.detach()
         track.last_finite = (completed, image.clone(), kernel_d.clone(), blurred_d.clone())

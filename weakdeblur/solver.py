@@ -139,6 +139,13 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(device)
 
 
+def non_finite(total: torch.Tensor, image: torch.Tensor, completed: int) -> str | None:
+    """Why the run must stop as failed (a NaN/inf loss or estimate), or ``None``."""
+    if bool(torch.isfinite(total)) and bool(torch.isfinite(image).all()):
+        return None
+    return f"non-finite loss at iteration {completed} (loss {total.item()})"
+
+
 def log_record(
     completed: int,
     total: torch.Tensor,
@@ -316,9 +323,9 @@ class Solver:
             if not (log_now or check_now):
                 continue
             image = crop_to_observed(latent, kernel_size).detach()
-            if not bool(torch.isfinite(total)) or not bool(torch.isfinite(image).all()):
-                status = "failed"
-                message = f"non-finite loss at iteration {completed} (loss {total.item()})"
+            failure = non_finite(total, image, completed)
+            if failure is not None:
+                status, message = "failed", failure
                 break
             kernel_d, blurred_d = kernel.detach(), blurred.detach()
             last_finite = (completed, image.clone(), kernel_d.clone(), blurred_d.clone())

@@ -28,7 +28,7 @@ from weakdeblur.data.sample import DataError
 from weakdeblur.detection import panel_records, panel_summary, stopping_record
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.locks import ImageLock, ImageLocked, LockHeartbeat
-from weakdeblur.metrics import LPIPSMetric
+from weakdeblur.metrics import LPIPSMetric, kernel_error
 from weakdeblur.preflight import PreflightError, check_settings
 from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
 from weakdeblur.secrets import (
@@ -348,6 +348,13 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                     )
                     if solver.stopping.unavailable:  # rules that could not run on this image
                         record["panel_left_out"] = dict(solver.stopping.unavailable)
+            supervised_kernel = (
+                solver.supervisor.kernel_estimate(sample) if solver.supervisor is not None else None
+            )
+            if supervised_kernel is not None:
+                result = replace(result, supervised_kernel=supervised_kernel.float().cpu())
+                if sample.kernel is not None and sample.kernel.ndim == 4:
+                    record["supervised_kernel_error"] = kernel_error(supervised_kernel, sample.kernel)
             if result.supervised is not None and sample.sharp is not None:
                 supervised = evaluator.image_scores(
                     result.supervised, sample.sharp.float().cpu(), with_lpips=False

@@ -126,6 +126,7 @@ class Result:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped_early: bool = False
     supervised: torch.Tensor | None = None  # x̄ = g(y) when a supervisor was used
+    supervised_kernel: torch.Tensor | None = None  # k̄ when g estimates a kernel (supervisor=map)
 
 
 class NonFiniteLoss(RuntimeError):

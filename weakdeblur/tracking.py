@@ -159,6 +159,8 @@ class LocalArtifacts(Tracker):
         write_image(folder / "y_hat.png", result.blurred)
         if result.supervised is not None:
             write_image(folder / "x_bar.png", result.supervised)
+        if result.supervised_kernel is not None:
+            write_image(folder / "k_bar.png", kernel_to_image(result.supervised_kernel))
         temporary = folder / f".k.pt.{os.getpid()}.tmp"
         torch.save(result.kernel.cpu(), temporary)
         os.replace(temporary, folder / "k.pt")
@@ -365,6 +367,8 @@ class WandbTracker(Tracker):
                 }
                 if result.supervised is not None:
                     images["final/x_bar"] = result.supervised
+                if result.supervised_kernel is not None:
+                    images["final/k_bar"] = kernel_to_image(result.supervised_kernel)
                 if sample.sharp is not None:
                     images["final/x_true"] = sample.sharp
                 self.run.log(

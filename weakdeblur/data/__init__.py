@@ -6,6 +6,7 @@ from weakdeblur.data.datasets import (
     ImageFile,
     ImageSource,
     LevinDataset,
+    ShakeDataset,
     centre_crop,
 )
 from weakdeblur.data.kernels import camera_shake_kernel
@@ -22,6 +23,7 @@ __all__ = [
     "LevinDataset",
     "NonUniformDataset",
     "Sample",
+    "ShakeDataset",
     "camera_shake_kernel",
     "centre_crop",
 ]

@@ -305,3 +305,82 @@ class DemoDataset(ImageSource):
             sharp.shape, generator=generator
         )
         return Sample(name, blurry.clamp(0, 1), _pair(self.kernel_size), sharp, kernel)
+
+
+class ShakeDataset(ImageSource):
+    """Camera-shake blur of scikit-image photographs: a benchmark that is not Levin.
+
+    Image ``i`` is the central ``size``-square of photograph ``photos[i]`` (grey),
+    blurred by :func:`~weakdeblur.data.kernels.camera_shake_kernel` of side
+    ``kernel_sizes[i % len]`` and seed ``seed + i`` with a *valid* convolution
+    (the blurry image sees the scene beyond its borders, as a camera does),
+    plus Gaussian noise ``noise`` and 8-bit quantisation. The kernel to estimate
+    is the true kernel's side (its trajectory keeps a one-pixel margin).
+    Names: ``<photo>_k<size>_s<seed>``.
+    """
+
+    def __init__(
+        self,
+        photos: Sequence[str] = (
+            "camera",
+            "astronaut",
+            "coffee",
+            "chelsea",
+            "rocket",
+            "grass",
+            "gravel",
+            "brick",
+        ),
+        kernel_sizes: Sequence[int] = (13, 17, 19, 21, 23, 27, 15, 25),
+        size: int = 255,
+        noise: float = 0.01,
+        seed: int = 0,
+        images: Sequence[str] | None = None,
+        crop: int | None = None,
+        grey: bool | None = True,
+    ):
+        super().__init__(images, crop, grey)
+        if not photos or not kernel_sizes:
+            raise DataError("data=shake needs at least one photo and one kernel size")
+        self.photos, self.kernel_sizes = list(photos), [int(k) for k in kernel_sizes]
+        self.size, self.noise, self.seed = size, noise, seed
+        self._by_name = {
+            f"{photo}_k{self.kernel_sizes[i % len(self.kernel_sizes)]}_s{seed + i}": (photo, i)
+            for i, photo in enumerate(self.photos)
+        }
+
+    def available(self) -> list[str]:
+        return list(self._by_name)
+
+    def _load(self, name: str) -> Sample:
+        import kornia
+        import skimage.data
+
+        photo, index = self._by_name[name]
+        loader = getattr(skimage.data, photo, None)
+        if loader is None:
+            raise DataError(f"scikit-image has no photograph {photo!r}")
+        array = np.asarray(loader())
+        sharp = torch.from_numpy(
+            array.astype(np.float32) / (255.0 if array.dtype == np.uint8 else 1.0)
+        )
+        sharp = sharp[None, None] if sharp.ndim == 2 else sharp.permute(2, 0, 1)[None, :3]
+        if self.grey and sharp.shape[1] == 3:
+            sharp = kornia.color.rgb_to_grayscale(sharp)
+        kernel_size = self.kernel_sizes[index % len(self.kernel_sizes)]
+        margin = kernel_size // 2
+        if min(sharp.shape[-2:]) < self.size + 2 * margin:
+            raise DataError(f"{photo} is smaller than {self.size} + the kernel")
+        scene = centre_crop(sharp, self.size + 2 * margin)
+        kernel = torch.from_numpy(camera_shake_kernel(kernel_size, seed=self.seed + index)).float()
+        channels = scene.shape[1]
+        blurry = torch.nn.functional.conv2d(
+            scene, kernel.expand(channels, 1, -1, -1).contiguous(), groups=channels
+        )
+        generator = torch.Generator().manual_seed(self.seed + index)
+        blurry = blurry + self.noise * torch.randn(blurry.shape, generator=generator)
+        blurry = torch.round(blurry.clamp(0, 1) * 255) / 255
+        sharp = scene[..., margin:-margin, margin:-margin] if margin else scene
+        return Sample(
+            name, blurry, (kernel_size, kernel_size), sharp.contiguous(), kernel[None, None]
+        )

@@ -2,12 +2,14 @@
 
 from weakdeblur.supervisors.base import IdentitySupervisor, Supervisor
 from weakdeblur.supervisors.errors import SupervisorError
+from weakdeblur.supervisors.map import MAPSupervisor
 from weakdeblur.supervisors.nafnet import NAFNet, NAFNetSupervisor
 from weakdeblur.supervisors.oracle import NoisyOracleSupervisor, OracleSupervisor
 from weakdeblur.supervisors.synthetic import SyntheticNet, SyntheticSupervisor
 
 __all__ = [
     "IdentitySupervisor",
+    "MAPSupervisor",
     "NAFNet",
     "NAFNetSupervisor",
     "NoisyOracleSupervisor",

@@ -42,6 +42,10 @@ class Supervisor(nn.Module):
         """The network on a padded ``(B, channels, H, W)`` batch."""
         raise NotImplementedError
 
+    def kernel_estimate(self, sample: Sample) -> torch.Tensor | None:
+        """k̄, the blur kernel g estimated for ``sample`` (``(1, 1, kh, kw)``), if g estimates one."""
+        return None
+
     def restore_features(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Intermediate feature maps of the network (default: the output only)."""
         return [self.restore(images)]

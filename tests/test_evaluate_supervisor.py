@@ -1,0 +1,57 @@
+"""`python -m weakdeblur.evaluate_supervisor`: the g-quality table."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+from conftest import PROJECT
+
+
+def evaluate_supervisor(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "weakdeblur.evaluate_supervisor", *arguments],
+        cwd=PROJECT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_map_table_on_the_demo(tmp_path):
+    completed = evaluate_supervisor("supervisor=map", "data=demo", f"out={tmp_path}")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert [row["image"] for row in rows] == ["camera80_k11_s0"]
+    row = {key: float(value) for key, value in rows[0].items() if key != "image"}
+    # the 80-px demo with 1% noise is hard for a MAP estimate: sharper (SSIM), PSNR about even
+    assert row["xbar_ssim"] > row["blurry_ssim"] + 0.05, row
+    assert abs(row["gain_db"] - (row["xbar_psnr"] - row["blurry_psnr"])) < 1e-9
+    assert 0 < row["kernel_error"] < 0.7 and 0.5 < row["error_ratio"] < 3.0
+    assert (tmp_path / "kernels" / "camera80_k11_s0.png").is_file()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["images"] == 1 and summary["xbar_psnr"] == row["xbar_psnr"]
+    assert "| **mean** |" in (tmp_path / "results.md").read_text()
+    assert "camera80_k11_s0" in completed.stdout
+
+
+def test_identity_has_no_gain_and_no_kernel_columns(tmp_path):
+    completed = evaluate_supervisor(
+        "supervisor=identity", "data=demo", "data.size=40", f"out={tmp_path}"
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "results.csv").open()))
+    assert float(rows[0]["gain_db"]) == 0.0 and "kernel_error" not in rows[0]
+
+
+def test_no_supervisor_and_too_large_kernels_are_one_clear_error(tmp_path):
+    completed = evaluate_supervisor("supervisor=none", "data=demo", f"out={tmp_path}")
+    assert completed.returncode == 2 and "needs a supervisor" in completed.stdout + completed.stderr
+    completed = evaluate_supervisor(
+        "supervisor=map", "data=demo", "data.size=40", "data.kernel_size=25", f"out={tmp_path}"
+    )
+    assert completed.returncode == 2
+    output = completed.stdout + completed.stderr
+    assert "supervisor=map cannot estimate a kernel" in output and "Traceback" not in output

@@ -4,6 +4,7 @@ from weakdeblur.supervisors.base import IdentitySupervisor, Supervisor
 from weakdeblur.supervisors.errors import SupervisorError
 from weakdeblur.supervisors.nafnet import NAFNet, NAFNetSupervisor
 from weakdeblur.supervisors.oracle import NoisyOracleSupervisor, OracleSupervisor
+from weakdeblur.supervisors.restormer import Restormer, RestormerSupervisor
 from weakdeblur.supervisors.synthetic import SyntheticNet, SyntheticSupervisor
 
 __all__ = [
@@ -12,6 +13,8 @@ __all__ = [
     "NAFNetSupervisor",
     "NoisyOracleSupervisor",
     "OracleSupervisor",
+    "Restormer",
+    "RestormerSupervisor",
     "Supervisor",
     "SupervisorError",
     "SyntheticNet",

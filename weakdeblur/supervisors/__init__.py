@@ -4,6 +4,7 @@ from weakdeblur.supervisors.base import IdentitySupervisor, Supervisor
 from weakdeblur.supervisors.errors import SupervisorError
 from weakdeblur.supervisors.nafnet import NAFNet, NAFNetSupervisor
 from weakdeblur.supervisors.oracle import NoisyOracleSupervisor, OracleSupervisor
+from weakdeblur.supervisors.pretrained import PretrainedSupervisor
 from weakdeblur.supervisors.restormer import Restormer, RestormerSupervisor
 from weakdeblur.supervisors.synthetic import SyntheticNet, SyntheticSupervisor
 
@@ -13,6 +14,7 @@ __all__ = [
     "NAFNetSupervisor",
     "NoisyOracleSupervisor",
     "OracleSupervisor",
+    "PretrainedSupervisor",
     "Restormer",
     "RestormerSupervisor",
     "Supervisor",

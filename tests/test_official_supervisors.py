@@ -122,6 +122,9 @@ def test_restormer_supervisor_round_trips_a_checkpoint_and_pads_as_officially(tm
     with torch.no_grad():
         rgb = net(grey.expand(-1, 3, -1, -1))
     torch.testing.assert_close(g(grey), kornia.color.rgb_to_grayscale(rgb).clamp(0, 1))
+    image.requires_grad_(True)  # the consistency term differentiates g with respect to its input
+    g(image).square().sum().backward()
+    assert image.grad is not None and float(image.grad.abs().sum()) > 0
 
 
 def test_restormer_supervisor_errors_are_clear(tmp_path):
@@ -222,6 +225,9 @@ def test_nafnet_tlc_changes_only_inputs_above_one_and_a_half_train_sizes(tmp_pat
             for block in blocks:
                 block.sca[0] = _Direct((kernel, kernel))
         torch.testing.assert_close(local.net(large), net(large), rtol=0, atol=1e-5)
+    large.requires_grad_(True)  # the local mean is differentiable
+    local(large).square().sum().backward()
+    assert float(large.grad.abs().sum()) > 0
 
 
 class _Direct(torch.nn.Module):

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from conftest import CONF
+from conftest import CONF, PROJECT
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -32,6 +32,36 @@ def nafnet_overrides(tmp_path_factory) -> list[str]:
     return [f"supervisor.checkpoint={path}"] + [
         f"supervisor.{key}={value}".replace(" ", "") for key, value in TINY_NAFNET.items()
     ]
+
+
+TINY_RESTORMER = dict(dim=4, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, heads=[1, 1, 1, 1])
+
+
+@pytest.fixture(scope="module")
+def restormer_overrides(tmp_path_factory) -> list[str]:
+    """supervisor=restormer needs a checkpoint: a tiny one in the official layout."""
+    import torch
+
+    from weakdeblur.supervisors import Restormer
+
+    path = tmp_path_factory.mktemp("restormer") / "tiny.pth"
+    torch.save({"params": Restormer(**TINY_RESTORMER).state_dict()}, path)
+    return [f"supervisor.checkpoint={path}"] + [
+        f"supervisor.{key}={value}".replace(" ", "") for key, value in TINY_RESTORMER.items()
+    ]
+
+
+@pytest.fixture
+def pretrained_overrides(tmp_path, monkeypatch) -> list[str]:
+    """supervisor=pretrained needs a network and its checkpoint: the docs' tiny example."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(PROJECT / "docs" / "examples"))
+    from tiny_deblur import TinyDeblur
+
+    path = tmp_path / "tiny_deblur.pth"
+    torch.save({"params": TinyDeblur().state_dict()}, path)
+    return ["supervisor.network._target_=tiny_deblur.TinyDeblur", f"supervisor.checkpoint={path}"]
 
 
 def compose_with(*overrides: str):
@@ -64,8 +94,8 @@ def test_groups_found():
 @pytest.mark.parametrize("group, option", OPTIONS)
 def test_every_group_option_composes_and_instantiates(group, option, request):
     extra = EXTRA.get(option if group == "data" else "", [])
-    if (group, option) == ("supervisor", "nafnet"):
-        extra = request.getfixturevalue("nafnet_overrides")
+    if group == "supervisor" and option in ("nafnet", "restormer", "pretrained"):
+        extra = request.getfixturevalue(f"{option}_overrides")
     cfg = compose_with(f"{group}={option}", *extra)
     check_instantiates(cfg)
 

@@ -5,6 +5,8 @@ from weakdeblur.supervisors.errors import SupervisorError
 from weakdeblur.supervisors.map import MAPSupervisor
 from weakdeblur.supervisors.nafnet import NAFNet, NAFNetSupervisor
 from weakdeblur.supervisors.oracle import NoisyOracleSupervisor, OracleSupervisor
+from weakdeblur.supervisors.pretrained import PretrainedSupervisor
+from weakdeblur.supervisors.restormer import Restormer, RestormerSupervisor
 from weakdeblur.supervisors.synthetic import SyntheticNet, SyntheticSupervisor
 
 __all__ = [
@@ -14,6 +16,9 @@ __all__ = [
     "NAFNetSupervisor",
     "NoisyOracleSupervisor",
     "OracleSupervisor",
+    "PretrainedSupervisor",
+    "Restormer",
+    "RestormerSupervisor",
     "Supervisor",
     "SupervisorError",
     "SyntheticNet",

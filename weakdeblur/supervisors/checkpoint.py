@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.nn.modules.utils import consume_prefix_in_state_dict_if_present
 
 from weakdeblur.supervisors.errors import SupervisorError
 
@@ -51,3 +53,49 @@ def mismatch(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     detail = (lines[1:] or lines or [type(error).__name__])[0].rstrip(".")
     return detail if len(detail) <= 240 else detail[:240] + " ..."
+
+
+def load_state_dict(
+    path: str | Path | None, key: str | None = "params", prefix: str | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict ``torch.load(path, weights_only=True)[key]`` (the whole file when
+    ``key`` is None), with ``prefix`` (e.g. ``"module."`` of DataParallel) removed from
+    its names. Raises :class:`SupervisorError` with one line for a missing path or key."""
+    if path is None:
+        raise SupervisorError("this supervisor needs a checkpoint: supervisor.checkpoint=PATH")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise SupervisorError(
+            f"supervisor checkpoint not found: {path} (set supervisor.checkpoint=PATH)"
+        )
+    state = load_checkpoint(path, "supervisor checkpoint")
+    if key is not None:
+        if not (isinstance(state, dict) and isinstance(state.get(key), dict)):
+            keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
+            raise SupervisorError(f"{path} has no '{key}' state dict (found {keys})")
+        state = state[key]
+    if not isinstance(state, dict):
+        raise SupervisorError(f"{path} holds a {type(state).__name__}, not a state dict")
+    state = dict(state)
+    if prefix:
+        consume_prefix_in_state_dict_if_present(state, prefix)
+    return state
+
+
+def load_weights(
+    net: nn.Module,
+    path: str | Path | None,
+    key: str | None = "params",
+    prefix: str | None = None,
+    description: str | None = None,
+) -> None:
+    """Loads :func:`load_state_dict` into ``net`` with ``strict=True``; a missing,
+    unexpected or mis-shaped parameter is one :class:`SupervisorError` naming the file,
+    the network (``description``, default its class) and the first mismatch."""
+    state = load_state_dict(path, key, prefix)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise SupervisorError(
+            f"{path} does not match {description or type(net).__name__}: {mismatch(error)}"
+        ) from error

@@ -18,6 +18,9 @@ with :math:`W_i` 1×1 convolutions, :math:`D_3` a depthwise 3×3 convolution,
 :math:`\mathrm{SG}(a, b) = a \odot b` (the channel halves) and
 :math:`\mathrm{SCA}(w) = w \odot W\,\mathrm{avgpool}(w)`. The network is a
 U-Net of such blocks with a global residual: :math:`g(y) = y + \mathrm{net}(y)`.
+Inputs are zero-padded below and to the right to a multiple of
+:math:`2^{\text{levels}}` and the output cropped back (the official
+``check_image_size``).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from weakdeblur.supervisors.base import NetworkSupervisor
-from weakdeblur.supervisors.checkpoint import load_checkpoint, mismatch
+from weakdeblur.supervisors.checkpoint import load_weights
 from weakdeblur.supervisors.errors import SupervisorError
+from weakdeblur.supervisors.tlc import use_local_statistics
 
 
 class LayerNorm2d(nn.Module):
@@ -142,28 +146,29 @@ class NAFNet(nn.Module):
         return self.forward_features(inp)[0]
 
 
-def load_params(path: str | Path, key: str = "params") -> dict[str, torch.Tensor]:
-    """Reads ``torch.load(path, weights_only=True)[key]`` with clear errors."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise SupervisorError(
-            f"supervisor checkpoint not found: {path} (set supervisor.checkpoint=PATH)"
-        )
-    state = load_checkpoint(path, "supervisor checkpoint")
-    if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-        return state[key]
-    keys = list(state)[:5] if isinstance(state, dict) else type(state).__name__
-    raise SupervisorError(f"{path} has no '{key}' state dict (found {keys})")
+PADDINGS = ("official", "reflect")
 
 
 class NAFNetSupervisor(NetworkSupervisor):
-    """g = NAFNet loaded from a user-supplied checkpoint (official layout, key ``params``).
+    r"""g = NAFNet loaded from a user-supplied checkpoint (official layout, key ``params``).
+
+    Padding (the U-Net needs sizes that are multiples of :math:`2^{\text{levels}}`, 16):
+
+    * ``official``: as the official inference, inside the network
+      (``check_image_size``): zeros appended below and to the right, output cropped;
+    * ``reflect``: the image is mirrored into the padding before the network
+      (the convention of the other supervisors here). Near the bottom and right
+      borders the two differ (by up to 0.27 at 61×77 with random weights).
 
     Args:
         checkpoint: path of the ``.pth`` file.
         img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums: the architecture
             (must match the checkpoint; defaults: NAFNet-GoPro-width64).
         key: the state-dict key in the checkpoint.
+        padding: ``official`` (zeros, inside the network) or ``reflect``.
+        tlc: run as the official ``NAFNetLocal`` (test-time local converter,
+            :mod:`weakdeblur.supervisors.tlc`), as the GoPro test configurations do.
+        train_size: (height, width) the TLC windows are calibrated on (official: 256×256).
     """
 
     def __init__(
@@ -175,22 +180,31 @@ class NAFNetSupervisor(NetworkSupervisor):
         enc_blk_nums: Sequence[int] = (1, 1, 1, 28),
         dec_blk_nums: Sequence[int] = (1, 1, 1, 1),
         key: str = "params",
+        padding: str = "official",
+        tlc: bool = False,
+        train_size: Sequence[int] = (256, 256),
     ):
         super().__init__()
         if checkpoint is None:
             raise SupervisorError(
                 "the nafnet supervisor needs a checkpoint: supervisor.checkpoint=PATH"
             )
-        self.net = NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)
-        params = load_params(checkpoint, key)
-        try:
-            self.net.load_state_dict(params, strict=True)
-        except RuntimeError as error:
+        if padding not in PADDINGS:
             raise SupervisorError(
-                f"{checkpoint} does not match NAFNet(width={width}, enc={list(enc_blk_nums)}, "
-                f"middle={middle_blk_num}, dec={list(dec_blk_nums)}, img_channel={img_channel}): "
-                f"{mismatch(error)}"
-            ) from error
+                f"supervisor.padding must be one of {', '.join(PADDINGS)}, got '{padding}'"
+            )
+        self.net = NAFNet(img_channel, width, middle_blk_num, enc_blk_nums, dec_blk_nums)
+        load_weights(
+            self.net,
+            checkpoint,
+            key,
+            description=f"NAFNet(width={width}, enc={list(enc_blk_nums)}, "
+            f"middle={middle_blk_num}, dec={list(dec_blk_nums)}, img_channel={img_channel})",
+        )
+        if tlc:
+            use_local_statistics(self.net, tuple(train_size))
         self.channels = img_channel
-        self.stride = self.net.padder_size
+        self.padding = padding
+        # official: the network zero-pads itself; reflect: we pad first, so it has nothing to pad
+        self.stride = self.net.padder_size if padding == "reflect" else 1
         self.freeze()

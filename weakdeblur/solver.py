@@ -14,6 +14,10 @@ iteration, and :math:`z_k \sim 0.1\,\mathcal U[0,1]^{200}` fixed. Adam updates
 both networks (learning rates 1e-2 and 1e-4), halved at fractions 0.4, 0.6 and
 0.8 of the budget.
 
+How the codes, the initial weights and the perturbations are drawn is the seed mode
+(:mod:`weakdeblur.seeding`): ``seeded`` from ``seed``, or ``reference``, the reference
+script's own fixed draws.
+
 This module knows nothing of Hydra or W&B: it takes plain objects, and
 reports to callbacks only at logging steps (the only host synchronisation).
 """
@@ -255,7 +259,9 @@ class Solver:
         image_net = self.image_generator(
             in_channels=inputs.code_channels, out_channels=observed.shape[1]
         )
-        kernel_net = self.kernel_generator(kernel_size=kernel_size, code_size=inputs.kernel_code_size)
+        kernel_net = self.kernel_generator(
+            kernel_size=kernel_size, code_size=inputs.kernel_code_size
+        )
         code_shape = (1, inputs.code_channels, height, width)
         if seed_mode == "reference":  # redraws both networks' weights, on the CPU
             code, kernel_code = reference_start(

@@ -113,3 +113,20 @@ def test_solver_and_batched_runs_refuse_unknown_or_unsupported_modes():
         BatchedRuns(solver, [sample.name], lambda name: (sample, None)).run(
             sample, seed_mode="reference"
         )
+
+
+def test_reference_ssim_arithmetic_is_the_same_maths_and_follows_the_mode():
+    from weakdeblur.losses import FidelityLoss, ZeroPaddedSSIM
+    from weakdeblur.seeding import follow_reference_arithmetic
+
+    first, second = torch.rand(1, 1, 30, 30), torch.rand(1, 1, 30, 30)
+    ssim = ZeroPaddedSSIM()
+    torch.testing.assert_close(ssim.reference_window()[0, 0], ssim.window[0])
+    cheap = ssim(first, second)
+    ssim.reference_arithmetic = True
+    torch.testing.assert_close(ssim(first, second), cheap)
+    fidelity = FidelityLoss()
+    follow_reference_arithmetic(fidelity)
+    assert fidelity.ssim.reference_arithmetic
+    follow_reference_arithmetic(fidelity, False)
+    assert not fidelity.ssim.reference_arithmetic

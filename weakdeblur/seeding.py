@@ -24,8 +24,8 @@ calls ``torch.manual_seed(0)`` before every code it draws, so
 5. at each iteration :math:`\varepsilon_t = \sigma\, n_t` with
    :math:`n_t \sim \mathcal N(0, 1)` drawn on the device, from the stream after step 4.
 
-:func:`reference_start` also makes the non-local blocks multiply in the reference's order
-(same maths, its float rounding). Steps 1-4 run on the CPU (the reference draws them there before moving to the GPU).
+:func:`reference_start` also makes the non-local blocks multiply in the reference's order,
+and the solver makes the SSIM of the fidelity do so (same maths, its float rounding). Steps 1-4 run on the CPU (the reference draws them there before moving to the GPU).
 Every random layer is re-initialised with its own ``reset_parameters()`` (Conv2d and
 Linear: Kaiming-uniform weights, then uniform biases), which draws exactly what its
 constructor drew; BatchNorm layers draw nothing. On the CPU in float32 a run then
@@ -62,12 +62,12 @@ def reference_init_order(network: nn.Module) -> list[nn.Module]:
     return order()
 
 
-def follow_reference_arithmetic(network: nn.Module) -> None:
-    """Make every layer of ``network`` that can compute in the reference's float order
-    (a ``reference_arithmetic`` flag, e.g. the non-local blocks) do so."""
-    for module in network.modules():
-        if hasattr(module, "reference_arithmetic"):
-            module.reference_arithmetic = True
+def follow_reference_arithmetic(module: nn.Module, enabled: bool = True) -> None:
+    """Make every part of ``module`` that can compute in the reference's float order (a
+    ``reference_arithmetic`` flag: the non-local blocks, the SSIM) do so, or not."""
+    for part in module.modules():
+        if hasattr(part, "reference_arithmetic"):
+            part.reference_arithmetic = enabled
 
 
 def reinitialise(layers: list[nn.Module]) -> None:

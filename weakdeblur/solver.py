@@ -34,7 +34,12 @@ from torch import nn
 
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import UniformBlur, crop_to_observed
-from weakdeblur.seeding import check_seed_mode, perturbed, reference_start
+from weakdeblur.seeding import (
+    check_seed_mode,
+    follow_reference_arithmetic,
+    perturbed,
+    reference_start,
+)
 from weakdeblur.speed import SpeedSettings
 from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
 from weakdeblur.supervisors.base import Supervisor
@@ -274,6 +279,7 @@ class Solver:
             code = inputs.code_scale * torch.rand(code_shape, device=device)
             kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
         fidelity = self.fidelity.to(device)
+        follow_reference_arithmetic(fidelity, seed_mode == "reference")
         supervisor, supervised = self.supervisor, None
         if supervisor is not None:
             supervisor.to(device)

@@ -48,6 +48,7 @@ from torch import nn
 
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import crop_to_observed
+from weakdeblur.seeding import SeedModeError
 from weakdeblur.solver import (
     IterationState,
     LogRecord,
@@ -476,8 +477,14 @@ class BatchedRuns:
         seed: int = 0,
         on_log: Callable[[LogRecord], None] | None = None,
         evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
+        seed_mode: str = "seeded",
     ) -> Result:
-        """As :meth:`Solver.run` (``sample.name`` is one of ``names``; every image gets ``seed``)."""
+        """As :meth:`Solver.run` (``sample.name`` is one of ``names``; every image gets ``seed``).
+        Only ``seed_mode="seeded"``: the reference's draws are those of one image at a time."""
+        if seed_mode != "seeded":
+            raise SeedModeError(
+                f"seed_mode={seed_mode} runs one image at a time; set solver.batch_size=1"
+            )
         name = sample.name
         if name not in self._solved:
             self._solve_group(name, sample, seed, evaluate)

@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,13 @@ class OptimTypes:
     snapshot_every: int = 250
 
 
+class SeedModeName(Enum):
+    """The values of ``seed_mode`` (:data:`weakdeblur.seeding.SEED_MODES`)."""
+
+    seeded = "seeded"
+    reference = "reference"
+
+
 @dataclass
 class Settings:
     """The types of the top-level settings and of ``metrics`` and ``optim`` (the keys most
@@ -62,6 +70,7 @@ class Settings:
 
     experiment: str = "default"
     seed: int = 0
+    seed_mode: SeedModeName = SeedModeName.seeded
     color: str = "grey"
     device: str = "auto"
     threads: int | None = None

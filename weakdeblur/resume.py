@@ -34,12 +34,19 @@ ARTEFACTS = ("x.png", "k.png", "k.pt", "y_hat.png", "blurry.png", "history.json"
 NEUTRAL_KEYS = ("logger", "progress", "device", "threads", "resume", "run_name", "hydra")
 NEUTRAL_DATA_KEYS = ("images",)  # which images run, not how
 NEUTRAL_SOLVER_KEYS = ("batch_size",)  # batched runs give the images of one-at-a-time runs
+# Keys added after runs were made, at the value that reproduces those runs: left out of the
+# fingerprint at that value, so older output folders still resume; any other value counts.
+LATER_KEY_DEFAULTS = {"seed_mode": "seeded"}
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
-    """A short hash of the resolved configuration minus :data:`NEUTRAL_KEYS`, ``data.images``
-    and ``solver.batch_size``."""
-    relevant = {key: value for key, value in config.items() if key not in NEUTRAL_KEYS}
+    """A short hash of the resolved configuration minus :data:`NEUTRAL_KEYS`, ``data.images``,
+    ``solver.batch_size`` and the keys of :data:`LATER_KEY_DEFAULTS` at their old behaviour."""
+    relevant = {
+        key: value
+        for key, value in config.items()
+        if key not in NEUTRAL_KEYS and LATER_KEY_DEFAULTS.get(key, object()) != value
+    }
     if isinstance(relevant.get("data"), Mapping):
         relevant["data"] = {
             key: value for key, value in relevant["data"].items() if key not in NEUTRAL_DATA_KEYS

@@ -226,6 +226,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     except PreflightError as error:
         log.error("%s", error)
         return EXIT_USAGE
+    seed_mode = cfg.get("seed_mode") or "seeded"
     color = cfg.get("color") or "grey"
     if color not in COLOUR_MODES:
         log.error("color must be one of %s; got %r", ", ".join(COLOUR_MODES), color)
@@ -243,6 +244,13 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
         return EXIT_USAGE
 
     solver = build_solver(cfg)
+    if seed_mode == "reference" and solver.speed.batch_size > 1:
+        log.error("seed_mode=reference runs one image at a time; set solver.batch_size=1")
+        return EXIT_USAGE
+    if seed_mode == "reference" and cfg.seed != 0:
+        log.warning(
+            "seed_mode=reference draws SelfDeblur's fixed start: seed=%s is ignored", cfg.seed
+        )
     device = resolve_device(cfg.device)
     evaluator = Evaluator(
         cut=cfg.metrics.cut,
@@ -293,6 +301,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                 "name": name,
                 "experiment": cfg.experiment,
                 "seed": cfg.seed,
+                "seed_mode": seed_mode,
                 "config_fingerprint": config_fingerprint,
             }
             try:
@@ -322,6 +331,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                     view.show, replace(entry, image=view.colour(entry.image))
                 ),
                 evaluate=evaluator.progress(sample),
+                seed_mode=seed_mode,
             )
             record.update(result_record(result))
             if result.status != "ok":

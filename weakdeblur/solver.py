@@ -14,6 +14,10 @@ iteration, and :math:`z_k \sim 0.1\,\mathcal U[0,1]^{200}` fixed. Adam updates
 both networks (learning rates 1e-2 and 1e-4), halved at fractions 0.4, 0.6 and
 0.8 of the budget.
 
+How the codes, the initial weights and the perturbations are drawn is the seed mode
+(:mod:`weakdeblur.seeding`): ``seeded`` from ``seed``, or ``reference``, the reference
+script's own fixed draws.
+
 This module knows nothing of Hydra or W&B: it takes plain objects, and
 reports to callbacks only at logging steps (the only host synchronisation).
 """
@@ -30,6 +34,12 @@ from torch import nn
 
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import UniformBlur, crop_to_observed
+from weakdeblur.seeding import (
+    check_seed_mode,
+    follow_reference_arithmetic,
+    perturbed,
+    reference_start,
+)
 from weakdeblur.speed import SpeedSettings
 from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
 from weakdeblur.supervisors.base import Supervisor
@@ -226,16 +236,21 @@ class Solver:
         seed: int = 0,
         on_log: Callable[[LogRecord], None] | None = None,
         evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
+        seed_mode: str = "seeded",
     ) -> Result:
         """Optimise one sample.
 
         Args:
             sample: the observation and its kernel size.
-            seed: seeds the codes, the network initialisation and the input noise.
+            seed: seeds the codes, the network initialisation and the input noise
+                (``seed_mode="seeded"``; ignored under ``"reference"``).
             on_log: called with a :class:`LogRecord` every ``log_every`` iterations.
             evaluate: maps the current x (y-sized, on the CPU) to extra scalars
                 (e.g. PSNR against ground truth), at logging steps only.
+            seed_mode: how the random start is drawn, ``seeded`` or ``reference``
+                (SelfDeblur's own draws; :mod:`weakdeblur.seeding`).
         """
+        check_seed_mode(seed_mode)
         settings, inputs = self.optim, self.inputs
         budget = settings.iterations
         device = self.device
@@ -249,14 +264,23 @@ class Solver:
         height, width = self.physics.latent_size(tuple(observed.shape[-2:]), kernel_size)
         image_net = self.image_generator(
             in_channels=inputs.code_channels, out_channels=observed.shape[1]
-        ).to(device)
-        image_net = speed.prepare(image_net)
+        )
         kernel_net = self.kernel_generator(
             kernel_size=kernel_size, code_size=inputs.kernel_code_size
-        ).to(device)
-        code = inputs.code_scale * torch.rand(1, inputs.code_channels, height, width, device=device)
-        kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
+        )
+        code_shape = (1, inputs.code_channels, height, width)
+        if seed_mode == "reference":  # redraws both networks' weights, on the CPU
+            code, kernel_code = reference_start(
+                image_net, kernel_net, code_shape, inputs.kernel_code_size, inputs.code_scale
+            )
+            code, kernel_code = code.to(device), kernel_code.to(device)
+        image_net = speed.prepare(image_net.to(device))
+        kernel_net = kernel_net.to(device)
+        if seed_mode == "seeded":
+            code = inputs.code_scale * torch.rand(code_shape, device=device)
+            kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
         fidelity = self.fidelity.to(device)
+        follow_reference_arithmetic(fidelity, seed_mode == "reference")
         supervisor, supervised = self.supervisor, None
         if supervisor is not None:
             supervisor.to(device)
@@ -288,10 +312,10 @@ class Solver:
         completed = 0
         noise = torch.empty_like(code)
         for iteration in range(budget):
-            noise.normal_(0.0, inputs.noise_std)
+            code_in = perturbed(code, noise, inputs.noise_std, seed_mode)
             optimizer.zero_grad(set_to_none=True)
             with speed.autocast(device):
-                latent = image_net(code + noise)
+                latent = image_net(code_in)
                 kernel = kernel_net(kernel_code)
                 blurred = self.physics(latent, kernel)
             losses = {"fidelity": fidelity(blurred.to(observed.dtype), observed, iteration, budget)}

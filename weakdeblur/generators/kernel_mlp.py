@@ -39,3 +39,7 @@ class KernelMLP(nn.Module):
         code = code.reshape(-1, self.code_size)
         logits = self.net(code)
         return torch.softmax(logits, dim=-1).reshape(code.shape[0], 1, *self.kernel_size)
+
+    def reference_init_order(self) -> list[nn.Module]:
+        """The two linear layers, in the reference ``fcn()``'s construction order."""
+        return [self.net[0], self.net[2]]

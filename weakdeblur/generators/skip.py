@@ -64,7 +64,14 @@ class NonLocalBlock(nn.Module):
     where :math:`N` is the number of pooled positions and :math:`W` a 1×1
     convolution followed by a BatchNorm initialised to zero (so the block
     starts as the identity).
+
+    The product is computed as :math:`\theta^\top (\phi\, g) / N`, which never forms
+    the :math:`HW \times N` affinity matrix. ``reference_arithmetic = True`` computes
+    :math:`(\theta^\top \phi / N)\, g` instead, the reference's order: the same maths with
+    the reference's float rounding (set by ``seed_mode=reference``, :mod:`weakdeblur.seeding`).
     """
+
+    reference_arithmetic = False
 
     def __init__(
         self, in_channels: int, inter_channels: int | None = None, sub_sample: bool = True
@@ -82,6 +89,8 @@ class NonLocalBlock(nn.Module):
         nn.init.zeros_(self.out[1].bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.reference_arithmetic:
+            return self._reference_forward(x)
         batch = x.shape[0]
         theta = self.theta(x).flatten(2).transpose(1, 2)  # (B, HW, C')
         phi = self.pool(self.phi(x)).flatten(2)  # (B, C', N)
@@ -90,6 +99,27 @@ class NonLocalBlock(nn.Module):
         attended = theta @ (phi @ g) / phi.shape[-1]
         attended = attended.transpose(1, 2).reshape(batch, self.inter_channels, *x.shape[-2:])
         return x + self.out(attended)
+
+    def _reference_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The same maths in the reference's order of operations: ``g`` before ``theta``
+        before ``phi`` (autograd then sums the four gradients reaching ``x`` in the
+        reference's order), the affinity matrix formed and divided by N first."""
+        batch = x.shape[0]
+        g = self.pool(self.g(x)).flatten(2).transpose(1, 2)
+        theta = self.theta(x).flatten(2).transpose(1, 2)
+        phi = self.pool(self.phi(x)).flatten(2)
+        attended = (theta @ phi / phi.shape[-1]) @ g
+        attended = attended.transpose(1, 2).reshape(batch, self.inter_channels, *x.shape[-2:])
+        return self.out(attended) + x
+
+    def reference_init_order(self) -> list[nn.Module]:
+        """The layers with random weights in the order the reference constructs them
+        (``g``, ``W``'s convolution, ``theta``, ``phi``; see :mod:`weakdeblur.seeding`)."""
+        return [self.g, self.out[0], self.theta, self.phi]
+
+
+def _convolutions(module: nn.Module) -> list[nn.Module]:
+    return [layer for layer in module.modules() if isinstance(layer, nn.Conv2d)]
 
 
 def _centre_crop(tensor: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -143,6 +173,24 @@ class _Scale(nn.Module):
             [_centre_crop(shallow, height, width), _centre_crop(deep, height, width)], dim=1
         )
         return self.merge(merged)
+
+    def reference_init_order(self) -> list[nn.Module]:
+        """The layers with random weights in the order the reference ``skip()`` constructs
+        them: this scale's skip convolution, its deeper convolutions (with the non-local
+        block between them), its two merge convolutions, and only then the next scale."""
+        order = _convolutions(self.skip) if self.skip is not None else []
+        inner: _Scale | None = None
+        for layer in self.deeper:
+            if isinstance(layer, _Scale):
+                inner = layer
+            elif isinstance(layer, NonLocalBlock):
+                order += layer.reference_init_order()
+            else:
+                order += _convolutions(layer)
+        order += _convolutions(self.merge)
+        if inner is not None:
+            order += inner.reference_init_order()
+        return order
 
 
 class SkipNetwork(nn.Module):
@@ -199,3 +247,9 @@ class SkipNetwork(nn.Module):
 
     def forward(self, code: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(code))
+
+    def reference_init_order(self) -> list[nn.Module]:
+        """Every layer with random weights, in the construction order of the reference
+        ``skip()`` (outermost scale first, the output convolution last); re-initialising them
+        in this order reproduces its weights from the same random stream."""
+        return self.body.reference_init_order() + _convolutions(self.head)

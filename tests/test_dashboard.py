@@ -197,3 +197,14 @@ def test_missing_sweep_dir_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines() == [
         f"weakdeblur.dashboard: error: no such file or folder: {tmp_path / 'nope'}"
     ]
+
+
+def test_runs_without_wandb_folders_are_found_by_group_and_swept_values(tmp_path):
+    import wandb_workspaces.reports.v2 as wr
+
+    run = report.Run(tmp_path, "weak_rec", {"optim.iterations": "1000", "supervisor": "map"})
+    filters = dashboard._runset_filters([run], ["optim.iterations", "supervisor"])
+    text = wr.Runset(entity="E", project="P", filters=filters).filters
+    assert "weak_rec" in text and "optim.iterations" in text and "1000" in text
+    assert "supervisor" not in text  # a config group: W&B holds a dict there, not "map"
+    assert dashboard.scalar_keys(["seed", "stopping", "hydra/launcher"]) == ["seed"]

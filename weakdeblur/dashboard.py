@@ -38,6 +38,7 @@ from weakdeblur.tracking import (
     FINAL_IMAGES,
     SNAPSHOT_IMAGES,
     STEP_METRIC,
+    STOP_COLUMNS,
     SUMMARY_COLUMNS,
     final_image_key,
     wandb_mode,
@@ -50,6 +51,15 @@ DEFAULT_SWEPT_KEYS = ("experiment", "seed", "optim.iterations", "data.crop")
 # the report's montage: y, x̂, k̂, then the ground truth (weakdeblur.report.plot_montage)
 MONTAGE_IMAGES = ("y", "x", "k", "x_true", "k_true")
 RUN_FOLDER = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-(?P<id>[a-z0-9]+)$")
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+def scalar_keys(keys: Sequence[str]) -> list[str]:
+    """The keys that hold one value in the W&B config: not config groups (``supervisor=map``
+    logs a whole dict; the preset and the tags name the choice)."""
+    return [key for key in keys if "/" not in key and not (CONF / key).is_dir()]
 
 
 class DashboardError(Exception):
@@ -132,19 +142,20 @@ def wandb_run_ids(folder: Path) -> list[str]:
     return sorted(found)
 
 
-def _runset_filters(runs: Sequence[local_report.Run], varying: Sequence[str]) -> list[Any]:
+def _runset_filters(runs: Sequence[local_report.Run], varying: Sequence[str]) -> Any:
+    """The W&B runs of one experiment (an ``expr.And``)."""
     from wandb_workspaces import expr
 
     ids = sorted({run_id for run in runs for run_id in wandb_run_ids(run.folder)})
     if ids:
-        return [expr.Metric("ID").isin(ids)]
+        return expr.And(expr.Metric("ID").isin(ids))
     # no W&B folder (logged elsewhere, or cleaned): the experiment and its swept values
     first = runs[0]
     filters = [expr.Metric("Group") == first.experiment]
-    for key in varying:
+    for key in scalar_keys(varying):
         if key in first.overrides:
             filters.append(expr.Config(key) == yaml.safe_load(first.overrides[key]))
-    return filters
+    return expr.And(*filters)
 
 
 def sweep_report(entity: str, project: str, sweep_dir: Path) -> tuple[Any, list[str]]:
@@ -176,13 +187,13 @@ def sweep_report(entity: str, project: str, sweep_dir: Path) -> tuple[Any, list[
         wr.LinePlot(
             title="PSNR (dB), aligned",
             x=STEP_METRIC,
-            y=["psnr"],
+            y=[CURVE_SCORES[0]],
             groupby_aggfunc="mean",
             groupby_rangefunc="minmax",
         ),
         wr.BarPlot(
             title="stop iteration / returned iteration",
-            metrics=["stop_iteration", "returned_iteration"],
+            metrics=list(STOP_COLUMNS),
             groupby_aggfunc="mean",
             groupby_rangefunc="minmax",
         ),
@@ -342,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report, swept = None, list(DEFAULT_SWEPT_KEYS)
         if arguments.sweep_dir is not None:
             report, varying = sweep_report(arguments.entity, arguments.project, arguments.sweep_dir)
-            swept = ["experiment", *(key for key in varying if key != "experiment")]
+            swept = ["experiment", *(key for key in scalar_keys(varying) if key != "experiment")]
         space = workspace(arguments.entity, arguments.project, swept)
         if arguments.dry_run:
             print(json.dumps(spec(space, report), indent=1, default=str))

@@ -37,6 +37,7 @@ CURVE_SCORES = ("psnr", "ssim")
 CURVE_LOSSES = ("loss", "fidelity", WeakLoss.name, ConsistencyLoss.name)
 # the run summary holds every scalar of the image's metrics.json; the columns worth a table
 # (lpips only with the AlexNet backbone file; kernel_error and error_ratio with a true kernel)
+STOP_COLUMNS = ("stop_iteration", "returned_iteration")  # where a run stopped, what it returned
 SUMMARY_COLUMNS = (
     "psnr",
     "ssim",
@@ -44,7 +45,7 @@ SUMMARY_COLUMNS = (
     "kernel_error",
     "error_ratio",
     "iterations",
-    "stop_iteration",
+    *STOP_COLUMNS,
     "seconds",
 )
 SNAPSHOT_IMAGES = ("x", "k")  # logged under these keys at snapshot steps

@@ -1,6 +1,6 @@
 """Fault injection through the real entry point: every fault ends clearly and loses nothing.
 
-One test per row of the README table "What happens when…". Each provokes the
+One test per row of the table of docs/faults.md ("What happens when…"). Each provokes the
 fault in ``python -m weakdeblur.run`` (a subprocess) and asserts the exit
 code, the message and the files on disk afterwards.
 """

@@ -186,10 +186,15 @@ def _load_run(folder: Path) -> tuple[Run, list[ImageResult]]:
     return run, images
 
 
+def varying_overrides(runs: Sequence[Run]) -> list[str]:
+    """The override keys whose values differ between the runs (the swept keys), sorted."""
+    keys = sorted({key for run in runs for key in run.overrides})
+    return [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]
+
+
 def label_runs(runs: Sequence[Run]) -> None:
     """``experiment`` plus the overrides whose values differ between the runs."""
-    keys = sorted({key for run in runs for key in run.overrides})
-    varying = [key for key in keys if len({run.overrides.get(key) for run in runs}) > 1]
+    varying = varying_overrides(runs)
     for run in runs:
         parts = [f"{key}={run.overrides[key]}" for key in varying if key in run.overrides]
         run.label = " ".join([run.experiment, *parts])
@@ -393,6 +398,33 @@ def plot_montage(name: str, results: Sequence[ImageResult], path: Path) -> bool:
 # ---------------------------------------------------------------- outputs
 
 
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+
+
+def summary_table(summary: list[dict[str, Any]]) -> list[str]:
+    """The per-experiment table (Markdown lines): mean ± std of :data:`METRICS`."""
+    header = ["experiment", "images (ok)", *(HEADERS[m] for m in METRICS)]
+    rows = [
+        [row["experiment"], f"{row['images']} ({row['ok']})"]
+        + [mean_std(row, metric) for metric in METRICS]
+        for row in summary
+    ]
+    return _table(header, rows)
+
+
+def per_image_table(images: list[dict[str, Any]]) -> list[str]:
+    """The per-image table (Markdown lines), by image then experiment."""
+    header = ["image", "experiment", "status", "blurry PSNR", *(HEADERS[m] for m in METRICS)]
+    rows = [
+        [row["image"], row["experiment"], row["status"], _cell(row["blurry_psnr"], ".2f")]
+        + [_cell(row[metric], FORMATS[metric]) for metric in METRICS]
+        for row in sorted(images, key=lambda r: (r["image"], r["experiment"]))
+    ]
+    return _table(header, rows)
+
+
 def markdown(
     summary: list[dict[str, Any]],
     images: list[dict[str, Any]],
@@ -408,21 +440,9 @@ def markdown(
         "non-blind deconvolution; iterations = where the run stopped.",
         "",
     ]
-    header = ["experiment", "images (ok)", *(HEADERS[m] for m in METRICS)]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("| " + " | ".join("---" for _ in header) + " |")
-    for row in summary:
-        cells = [row["experiment"], f"{row['images']} ({row['ok']})"]
-        cells += [mean_std(row, metric) for metric in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += summary_table(summary)
     lines += ["", "## Per image", ""]
-    header = ["image", "experiment", "status", "blurry PSNR", *(HEADERS[m] for m in METRICS)]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("| " + " | ".join("---" for _ in header) + " |")
-    for row in sorted(images, key=lambda r: (r["image"], r["experiment"])):
-        cells = [row["image"], row["experiment"], row["status"], _cell(row["blurry_psnr"], ".2f")]
-        cells += [_cell(row[metric], FORMATS[metric]) for metric in METRICS]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += per_image_table(images)
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{figure}]({figure})" for figure in figures]

@@ -22,11 +22,43 @@ from tqdm.auto import tqdm
 
 from weakdeblur.data.io import kernel_to_image, write_image
 from weakdeblur.data.sample import Sample
+from weakdeblur.losses import ConsistencyLoss, WeakLoss
 from weakdeblur.solver import LogRecord, Result
 
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.json"
+
+# ---- the keys the W&B tracker logs (weakdeblur.dashboard builds its panels from these) ----
+STEP_METRIC = "iteration"  # the x axis of every curve (``define_metric``)
+# scalars of every logging step, logged as they come from ``weakdeblur.solver.log_record``: the
+# objective (``loss``), each loss term by name, the scores of x when there is ground truth
+CURVE_SCORES = ("psnr", "ssim")
+CURVE_LOSSES = ("loss", "fidelity", WeakLoss.name, ConsistencyLoss.name)
+# the run summary holds every scalar of the image's metrics.json; the columns worth a table
+# (lpips only with the AlexNet backbone file; kernel_error and error_ratio with a true kernel)
+STOP_COLUMNS = ("stop_iteration", "returned_iteration")  # where a run stopped, what it returned
+SUMMARY_COLUMNS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "kernel_error",
+    "error_ratio",
+    "iterations",
+    *STOP_COLUMNS,
+    "seconds",
+)
+SNAPSHOT_IMAGES = ("x", "k")  # logged under these keys at snapshot steps
+# logged once, at the last step, as ``final/<name>``; x_bar/k_bar only with a supervisor that
+# gives them, x_true/k_true only with ground truth
+FINAL_IMAGES = ("y", "x", "k", "y_hat", "x_bar", "k_bar", "x_true", "k_true")
+
+
+def final_image_key(name: str) -> str:
+    """The W&B key of a final image: ``final/x``, ``final/k_bar``, ..."""
+    if name not in FINAL_IMAGES:
+        raise KeyError(f"unknown final image {name!r}; known: {', '.join(FINAL_IMAGES)}")
+    return f"final/{name}"
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -247,7 +279,8 @@ class WandbTracker(Tracker):
     ``metrics.json`` (scores of the returned estimate, ``stop_*`` scores at
     the iteration where the run stopped, ``peak_*``, kernel error, error
     ratio, iterations, seconds); the last step logs images of y, x, k, ŷ,
-    x̄ (with a supervisor) and the ground truth (when known). Every run is
+    x̄ and k̄ (with a supervisor that gives them) and the ground truth x and k (when known),
+    under ``final/<name>`` (:data:`FINAL_IMAGES`). Every run is
     finished, whatever happens, so multirun never merges runs.
 
     Args:
@@ -311,8 +344,8 @@ class WandbTracker(Tracker):
             )
             self.mode = "offline"
             self.run = self._init(wandb, sample, info)
-        self.run.define_metric("iteration")
-        self.run.define_metric("*", step_metric="iteration")
+        self.run.define_metric(STEP_METRIC)
+        self.run.define_metric("*", step_metric=STEP_METRIC)
 
     def _init(self, wandb: Any, sample: Sample, info: Mapping[str, Any]) -> Any:
         from weakdeblur.secrets import argv_scrubbed
@@ -348,8 +381,9 @@ class WandbTracker(Tracker):
 
         data = dict(record.scalars)
         if self.log_images and record.snapshot:
-            data["x"] = wandb.Image(_to_numpy(record.image))
-            data["k"] = wandb.Image(_to_numpy(kernel_to_image(record.kernel)))
+            x, k = SNAPSHOT_IMAGES
+            data[x] = wandb.Image(_to_numpy(record.image))
+            data[k] = wandb.Image(_to_numpy(kernel_to_image(record.kernel)))
         self.run.log(data)
 
     def end_image(self, sample, result, metrics):
@@ -360,26 +394,24 @@ class WandbTracker(Tracker):
         try:
             if self.log_images:
                 images = {
-                    "final/x": result.image,
-                    "final/k": kernel_to_image(result.kernel),
-                    "final/y_hat": result.blurred,
-                    "final/y": sample.blurry,
+                    "y": sample.blurry,
+                    "x": result.image,
+                    "k": kernel_to_image(result.kernel),
+                    "y_hat": result.blurred,
                 }
                 if result.supervised is not None:
-                    images["final/x_bar"] = result.supervised
+                    images["x_bar"] = result.supervised
                 if result.supervised_kernel is not None:
-                    images["final/k_bar"] = kernel_to_image(result.supervised_kernel)
+                    images["k_bar"] = kernel_to_image(result.supervised_kernel)
                 if sample.sharp is not None:
-                    images["final/x_true"] = sample.sharp
-                self.run.log(
-                    {
-                        "iteration": result.iterations,
-                        **{
-                            key: wandb.Image(_to_numpy(value), caption=f"{sample.name} {key}")
-                            for key, value in images.items()
-                        },
-                    }
-                )
+                    images["x_true"] = sample.sharp
+                if sample.kernel is not None:
+                    images["k_true"] = kernel_to_image(sample.kernel)
+                data: dict[str, Any] = {STEP_METRIC: result.iterations}
+                for name, value in images.items():
+                    key = final_image_key(name)
+                    data[key] = wandb.Image(_to_numpy(value), caption=f"{sample.name} {key}")
+                self.run.log(data)
             self.run.summary.update(
                 {
                     key: value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -49,7 +50,7 @@ def main(sweep: Path, selfdeblur: Path, out: Path) -> None:
             f"{name}: x̄ {xbar:.2f} dB -> weak_only {final:.2f} dB (SelfDeblur {sd:.2f}, {count} images)"
         )
     crossing = None
-    for (x0, f0, s0, *_), (x1, f1, s1, *_) in zip(points, points[1:]):
+    for (x0, f0, s0, *_), (x1, f1, s1, *_) in pairwise(points):
         d0, d1 = f0 - s0, f1 - s1
         if d0 < 0 <= d1 or d1 < 0 <= d0:
             crossing = x0 + (x1 - x0) * (-d0) / (d1 - d0)

@@ -2,8 +2,9 @@ import subprocess
 import sys
 from functools import partial
 
+import pytest
 import torch
-from conftest import PROJECT
+from conftest import PROJECT, test_device
 
 from weakdeblur.baseline import baseline_loop
 from weakdeblur.bench import TINY_WIDTHS
@@ -34,6 +35,7 @@ def test_benchmark_runs_in_tiny_mode():
     assert [row[0] for row in batches] == ["1", "2"] and float(batches[0][3]) == 1.0
 
 
+@pytest.mark.device
 def test_baseline_loop_gives_the_solver_losses_under_reference_seeds():
     """The bench's plain loop and the solver (seed_mode=reference) compute the same iterations:
     MSE for 3 iterations, then 1 - SSIM, learning rate halved at 2, 4 and 5."""
@@ -45,7 +47,7 @@ def test_baseline_loop_gives_the_solver_losses_under_reference_seeds():
         fidelity=FidelityLoss(0.5),
         optim=OptimSettings(iterations=iterations, log_every=1, snapshot_every=0),
         inputs=InputSettings(),
-        device="cpu",
+        device=test_device(),
     )
     ours = solver.run(Sample("b", blurry, (7, 7)), seed=5, seed_mode="reference")
     plain = baseline_loop(
@@ -56,6 +58,7 @@ def test_baseline_loop_gives_the_solver_losses_under_reference_seeds():
         milestones=solver.optim.milestone_iterations(),
         image_network=TINY_WIDTHS,
         kernel_hidden=64,
+        device=test_device(),
     )
     assert solver.optim.milestone_iterations() == [2, 4, 5]
     solver_losses = torch.tensor([row["loss"] for row in ours.history])

@@ -10,7 +10,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import run_weakdeblur
+from conftest import run_weakdeblur, test_device
 
 import weakdeblur.speed as speed_module
 from weakdeblur.batched import BatchedRuns
@@ -28,6 +28,8 @@ from weakdeblur.speed import (
 )
 from weakdeblur.supervisors.base import IdentitySupervisor
 
+pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
+
 SMALL = dict(
     channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]
 )
@@ -42,7 +44,7 @@ def solver(speed: SpeedSettings, iterations: int = 4, supervisor=None) -> Solver
         optim=OptimSettings(iterations=iterations, log_every=2, snapshot_every=0),
         inputs=InputSettings(kernel_code_size=32),
         supervisor=supervisor,
-        device="cpu",
+        device=test_device(),
         speed=speed,
     )
 
@@ -236,7 +238,7 @@ def test_bf16_cpu_run_lowers_the_loss_with_float32_losses():
         optim=OptimSettings(iterations=16, log_every=2, snapshot_every=0),
         inputs=InputSettings(kernel_code_size=32),
         terms=[recorder],
-        device="cpu",
+        device=test_device(),
         speed=SpeedSettings(bf16=True),
     ).run(smooth, seed=6)
     assert run.status == "ok" and len(run.history) == 8

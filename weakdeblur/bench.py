@@ -55,7 +55,12 @@ from weakdeblur.speed import SpeedSettings, bf16_supported, set_threads
 
 # every switch off: the reference eager path
 EAGER = dict(
-    channels_last=False, compile=False, bf16=False, cudnn_benchmark=False, inference_constants=False
+    channels_last=False,
+    compile=False,
+    bf16=False,
+    cudnn_benchmark=False,
+    tf32=False,
+    inference_constants=False,
 )
 BASELINE = "baseline"  # the plain reference loop (weakdeblur.baseline), not a solver variant
 VARIANTS = {
@@ -70,10 +75,13 @@ VARIANTS = {
     "bf16+channels_last": dict(bf16=True, channels_last=True),
     # GPU paths (run on CUDA only)
     "cudnn_benchmark": dict(cudnn_benchmark=True),
+    "tf32": dict(tf32=True),
     "compile_reduce_overhead": dict(compile=True, compile_mode="reduce-overhead"),
-    "gpu_all": dict(cudnn_benchmark=True, bf16=True, compile=True, compile_mode="max-autotune"),
+    "gpu_all": dict(
+        cudnn_benchmark=True, tf32=True, bf16=True, compile=True, compile_mode="max-autotune"
+    ),
 }
-GPU_ONLY = {"cudnn_benchmark", "compile_reduce_overhead", "gpu_all"}
+GPU_ONLY = {"cudnn_benchmark", "tf32", "compile_reduce_overhead", "gpu_all"}
 NATIVE_BF16_ONLY = {"bf16", "bf16+channels_last", "gpu_all"}
 TINY_WIDTHS = dict(
     channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]

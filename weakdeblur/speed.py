@@ -18,6 +18,9 @@ eager path by ``tests/test_speed.py``:
   solver casts x, k and ŷ back to float32 before any loss, so losses, SSIM, stopping
   statistics and metrics are float32;
 * ``cudnn_benchmark``: cuDNN picks the fastest convolution algorithm (CUDA only);
+* ``tf32``: TensorFloat-32 (10-bit mantissa) in cuDNN convolutions and CUDA matrix products
+  (Ampere and later). Off by default, so that a float32 run on a GPU computes in float32 as
+  on a CPU (torch itself allows TF32 in cuDNN convolutions unless told otherwise);
 * ``inference_constants`` (on): x̄ = g(y) is computed under
   :func:`torch.inference_mode` (same numbers as ``no_grad``);
 * ``batch_size``: how many images :class:`weakdeblur.batched.BatchedSolver`
@@ -50,6 +53,7 @@ class SpeedSettings:
     compile_mode: str = "default"
     bf16: bool | str = False  # true | false | auto
     cudnn_benchmark: bool = False
+    tf32: bool = False
     inference_constants: bool = True
 
     def __post_init__(self):
@@ -74,9 +78,11 @@ class SpeedSettings:
         return enabled
 
     def configure(self, device: torch.device) -> None:
-        """Process-wide backend flags (cuDNN autotuning)."""
+        """Process-wide backend flags (cuDNN autotuning, TF32)."""
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = bool(self.cudnn_benchmark)
+            torch.backends.cudnn.allow_tf32 = bool(self.tf32)
+            torch.backends.cuda.matmul.allow_tf32 = bool(self.tf32)
 
     def prepare(self, network: nn.Module) -> nn.Module:
         """G_x in the requested memory format, compiled when asked (with an eager fallback)."""

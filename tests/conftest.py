@@ -27,6 +27,35 @@ def levin_root() -> Path:
     return root / "levin"
 
 
+DEVICE_VARIABLE = "WEAKDEBLUR_TEST_DEVICE"
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--device",
+        default=None,
+        help=f"device of the device-sensitive tests (marker `device`): cpu (default), cuda, "
+        f"cuda:1, ...; also the environment variable {DEVICE_VARIABLE}",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "device: runs its solvers on the --device device (make gpu-check: cuda)"
+    )
+    if config.getoption("device"):
+        os.environ[DEVICE_VARIABLE] = config.getoption("device")
+
+
+def test_device() -> str:
+    """The device of the device-sensitive tests: ``--device`` / ``$WEAKDEBLUR_TEST_DEVICE``,
+    else ``cpu`` (CI has no GPU; ``make gpu-check`` runs them with ``cuda``)."""
+    return os.environ.get(DEVICE_VARIABLE) or "cpu"
+
+
+test_device.__test__ = False  # a helper, not a test
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)

@@ -4,6 +4,7 @@ from functools import partial
 
 import pytest
 import torch
+from conftest import test_device
 
 from weakdeblur.batched import BatchedSolver, group_by_size, stack_networks
 from weakdeblur.data.sample import Sample
@@ -11,6 +12,8 @@ from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.solver import InputSettings, OptimSettings, Solver
 from weakdeblur.stopping import StoppingPolicy
+
+pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
 
 SMALL = dict(
     channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]
@@ -39,7 +42,7 @@ def solver(iterations: int = 8, stopping=None) -> Solver:
         optim=OptimSettings(iterations=iterations, log_every=2, snapshot_every=0),
         inputs=InputSettings(kernel_code_size=32),
         stopping=stopping,
-        device="cpu",
+        device=test_device(),
     )
 
 

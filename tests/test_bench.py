@@ -1,7 +1,17 @@
 import subprocess
 import sys
+from functools import partial
 
-from conftest import PROJECT
+import pytest
+import torch
+from conftest import PROJECT, test_device
+
+from weakdeblur.baseline import baseline_loop
+from weakdeblur.bench import TINY_WIDTHS
+from weakdeblur.data.sample import Sample
+from weakdeblur.generators import KernelMLP, SkipNetwork
+from weakdeblur.losses import FidelityLoss
+from weakdeblur.solver import InputSettings, OptimSettings, Solver
 
 
 def test_benchmark_runs_in_tiny_mode():
@@ -16,9 +26,44 @@ def test_benchmark_runs_in_tiny_mode():
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("device=")
     rows = [line.split() for line in lines if line.lstrip().startswith("48x48")]
-    assert [row[2] for row in rows] == ["eager", "channels_last"]
-    assert float(rows[0][4]) == 1.0  # the eager row is the ratio's reference
-    assert all(float(row[3]) != 0 and float(row[5]) > 0 for row in rows)  # s/iter, peak memory
+    # image kernel variant s/iter x-base x-eager peak first
+    assert [row[2] for row in rows] == ["baseline", "eager", "channels_last"]
+    assert float(rows[0][4]) == 1.0 and float(rows[1][5]) == 1.0  # the ratios' references
+    assert all(float(row[3]) != 0 and float(row[6]) > 0 for row in rows)  # s/iter, peak memory
     part2 = next(index for index, line in enumerate(lines) if line.startswith("part 2"))
     batches = [line.split() for line in lines[part2 + 2 :] if line.split()[0].isdigit()]
     assert [row[0] for row in batches] == ["1", "2"] and float(batches[0][3]) == 1.0
+
+
+@pytest.mark.device
+def test_baseline_loop_gives_the_solver_losses_under_reference_seeds():
+    """The bench's plain loop and the solver (seed_mode=reference) compute the same iterations:
+    MSE for 3 iterations, then 1 - SSIM, learning rate halved at 2, 4 and 5."""
+    iterations = 6
+    blurry = torch.rand(1, 1, 24, 24, generator=torch.Generator().manual_seed(3))
+    solver = Solver(
+        partial(SkipNetwork, **TINY_WIDTHS),
+        partial(KernelMLP, hidden=64),
+        fidelity=FidelityLoss(0.5),
+        optim=OptimSettings(iterations=iterations, log_every=1, snapshot_every=0),
+        inputs=InputSettings(),
+        device=test_device(),
+    )
+    ours = solver.run(Sample("b", blurry, (7, 7)), seed=5, seed_mode="reference")
+    plain = baseline_loop(
+        blurry,
+        (7, 7),
+        iterations,
+        switch_iteration=solver.fidelity.switch_iteration(iterations),
+        milestones=solver.optim.milestone_iterations(),
+        image_network=TINY_WIDTHS,
+        kernel_hidden=64,
+        device=test_device(),
+    )
+    assert solver.optim.milestone_iterations() == [2, 4, 5]
+    solver_losses = torch.tensor([row["loss"] for row in ours.history])
+    plain_losses = torch.tensor([row["loss"] for row in plain.history])
+    assert len(plain_losses) == iterations
+    assert plain_losses[:3].max() < 0.2 < plain_losses[3:].min()  # MSE, then 1 - SSIM of noise
+    torch.testing.assert_close(plain_losses, solver_losses, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(plain.kernel, ours.kernel, rtol=1e-4, atol=1e-7)

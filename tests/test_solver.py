@@ -2,12 +2,15 @@ import math
 
 import pytest
 import torch
+from conftest import test_device
 
 from weakdeblur.data import DemoDataset
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.solver import InputSettings, LossTerm, OptimSettings, Solver
 from weakdeblur.stopping import StoppingPolicy
+
+pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
 
 
 def small_solver(
@@ -31,7 +34,7 @@ def small_solver(
         inputs=InputSettings(kernel_code_size=32),
         stopping=stopping,
         terms=terms,
-        device="cpu",
+        device=test_device(),
     )
 
 

@@ -1,6 +1,8 @@
 """Speed switches leave a short run's result within tolerance of the eager path; runner wiring."""
 
+import contextlib
 import json
+import math
 import warnings
 from functools import partial
 
@@ -8,15 +10,25 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from conftest import run_weakdeblur
+from conftest import run_weakdeblur, test_device
 
+import weakdeblur.speed as speed_module
 from weakdeblur.batched import BatchedRuns
 from weakdeblur.data.sample import Sample
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
-from weakdeblur.solver import InputSettings, OptimSettings, Solver
-from weakdeblur.speed import CompiledOrEager, SpeedSettings, worker_threads
+from weakdeblur.solver import InputSettings, LossTerm, OptimSettings, Solver
+from weakdeblur.speed import (
+    CompiledOrEager,
+    SpeedSettings,
+    auto_threads,
+    free_threads,
+    resolve_threads,
+    worker_threads,
+)
 from weakdeblur.supervisors.base import IdentitySupervisor
+
+pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
 
 SMALL = dict(
     channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]
@@ -32,7 +44,7 @@ def solver(speed: SpeedSettings, iterations: int = 4, supervisor=None) -> Solver
         optim=OptimSettings(iterations=iterations, log_every=2, snapshot_every=0),
         inputs=InputSettings(kernel_code_size=32),
         supervisor=supervisor,
-        device="cpu",
+        device=test_device(),
         speed=speed,
     )
 
@@ -122,13 +134,120 @@ def test_compiled_generator_matches_eager():
     assert result.status == "ok" and torch.isfinite(result.image).all()
 
 
-def test_settings_are_checked_and_threads_split_the_cores():
+def test_settings_are_checked_and_threads_split_the_cores(monkeypatch):
     with pytest.raises(ValueError, match="batch_size"):
         SpeedSettings(batch_size=0)
     with pytest.raises(ValueError, match="compile_mode"):
         SpeedSettings(compile_mode="fastest")
-    assert worker_threads(1) >= 1 and worker_threads(10**6) == 1
-    assert worker_threads(2) == max(1, worker_threads(1) // 2)
+    with pytest.raises(ValueError, match="bf16"):
+        SpeedSettings(bf16="sometimes")
+    monkeypatch.setattr(speed_module, "affinity_cores", lambda: 6)
+    assert worker_threads(1) == 6 and worker_threads(4) == 1 and worker_threads(10**6) == 1
+
+
+@pytest.mark.parametrize(
+    ("cores", "load", "jobs", "expected"),
+    [
+        (2, 2.2, 1, 1),  # a 2-core machine running two other one-thread jobs
+        (2, 0.1, 1, 2),  # idle: every core
+        (16, 3.6, 1, 12),  # 16 - round(3.6) free
+        (16, 0.0, 4, 4),  # idle, 4 launcher jobs: cores // jobs
+        (16, 10.0, 4, 1),  # 6 free shared by 4 jobs
+        (4, 9.0, 1, 1),  # overloaded: at least one thread
+    ],
+)
+def test_auto_threads_take_the_free_cores(monkeypatch, cores, load, jobs, expected):
+    monkeypatch.setattr(speed_module, "affinity_cores", lambda: cores)
+    monkeypatch.setattr(speed_module, "load_average", lambda: load)
+    threads, why = free_threads(jobs)
+    assert threads == expected and f"{cores} cores" in why
+
+
+def test_auto_threads_decided_and_logged_once_explicit_count_wins(monkeypatch, caplog):
+    monkeypatch.setattr(speed_module, "_auto_threads", {})
+    monkeypatch.setattr(speed_module, "affinity_cores", lambda: 8)
+    monkeypatch.setattr(speed_module, "load_average", lambda: 3.0)
+    with caplog.at_level("INFO", logger="weakdeblur"):
+        assert resolve_threads("auto") == 5
+        monkeypatch.setattr(speed_module, "load_average", lambda: 8.0)  # the sweep's own load
+        assert auto_threads() == 5 and resolve_threads("auto") == 5
+    assert len([r for r in caplog.records if "threads=auto" in r.getMessage()]) == 1
+    assert resolve_threads(3) == 3 and resolve_threads(None) is None
+    for wrong in ("many", 0, -2, True, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            resolve_threads(wrong)
+
+
+def _no_native_bf16(monkeypatch, flags=frozenset()):
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, name, lambda: False, raising=False)
+    monkeypatch.setattr(speed_module, "cpu_flags", lambda: set(flags))
+
+
+def test_bf16_auto_follows_the_capability(monkeypatch, caplog):
+    monkeypatch.setattr(speed_module, "_bf16_logged", set())
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = SpeedSettings(bf16="auto")
+    _no_native_bf16(monkeypatch)
+    with caplog.at_level("INFO", logger="weakdeblur"):
+        assert auto.uses_bf16(cpu) is False and auto.uses_bf16(cpu) is False
+    assert isinstance(auto.autocast(cpu), contextlib.nullcontext)
+    assert [r.getMessage() for r in caplog.records].count(
+        "solver.bf16=auto: off on cpu (no native bf16 on this CPU (no avx512_bf16, amx_bf16 or "
+        "bf16 flag))"
+    ) == 1
+    _no_native_bf16(monkeypatch, {"avx512_bf16", "avx2"})
+    assert auto.uses_bf16(cpu) is True
+    assert isinstance(auto.autocast(cpu), torch.autocast)
+    _no_native_bf16(monkeypatch)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    assert auto.uses_bf16(cpu) is True
+    for supported in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, s=supported, **k: s)
+        assert auto.uses_bf16(cuda) is supported
+    assert auto.uses_bf16(torch.device("mps")) is False
+    # explicit settings ignore the capability
+    assert SpeedSettings(bf16=True).uses_bf16(cpu) and not SpeedSettings(bf16=False).uses_bf16(cpu)
+
+
+class _Dtypes(LossTerm):
+    """Records the dtypes the loss terms see; contributes nothing."""
+
+    name = "dtypes"
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def forward(self, state):
+        self.seen.add(
+            (state.latent.dtype, state.image.dtype, state.kernel.dtype, state.blurred.dtype)
+        )
+        return None
+
+
+def test_bf16_cpu_run_lowers_the_loss_with_float32_losses():
+    # a smooth observation (box-filtered noise), which the prior fits within a few iterations
+    noise = torch.rand(1, 1, 40, 40, generator=torch.Generator().manual_seed(7))
+    smooth = Sample("smooth", torch.nn.functional.avg_pool2d(noise, 9, 1), (7, 7))
+    recorder = _Dtypes()
+    run = Solver(
+        partial(SkipNetwork, **SMALL),
+        partial(KernelMLP, hidden=64),
+        fidelity=FidelityLoss(1.0),  # MSE throughout: comparable losses
+        optim=OptimSettings(iterations=16, log_every=2, snapshot_every=0),
+        inputs=InputSettings(kernel_code_size=32),
+        terms=[recorder],
+        device=test_device(),
+        speed=SpeedSettings(bf16=True),
+    ).run(smooth, seed=6)
+    assert run.status == "ok" and len(run.history) == 8
+    assert recorder.seen == {(torch.float32,) * 4}  # the networks' bf16 outputs, cast back
+    for row in run.history:
+        for key, value in row.items():
+            assert type(value) is float and math.isfinite(value), key
+    assert run.history[-1]["loss"] < 0.5 * run.history[0]["loss"]
+    assert all(t.dtype == torch.float32 for t in (run.image, run.kernel, run.blurred))
 
 
 def test_batched_runs_serve_a_one_image_at_a_time_runner(float64):

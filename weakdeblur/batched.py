@@ -307,18 +307,16 @@ class BatchedSolver:
             with speed.autocast(device):
                 latents = image_net(code + noise)
                 kernels = kernel_net(kernel_code)
+            # losses in y's dtype (float32) under bf16 autocast, as in Solver.run
+            latents, kernels = latents.to(observed[0].dtype), kernels.to(observed[0].dtype)
             totals, losses_of, blurred_of = {}, {}, {}
             for index, track in enumerate(tracks):
                 if not track.active:
                     continue
                 latent, kernel = latents[index : index + 1], kernels[index : index + 1]
                 with speed.autocast(device):
-                    blurred = solver.physics(latent, kernel)
-                losses = {
-                    "fidelity": fidelity(
-                        blurred.to(observed[index].dtype), observed[index], iteration, budget
-                    )
-                }
+                    blurred = solver.physics(latent, kernel).to(observed[0].dtype)
+                losses = {"fidelity": fidelity(blurred, observed[index], iteration, budget)}
                 if terms[index]:
                     if supervisor is not None:
                         supervisor.prepare(track.sample)

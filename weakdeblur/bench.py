@@ -1,7 +1,8 @@
 """Benchmark: seconds per iteration of the paper configuration (``make bench``).
 
 Times the real solver loop (G_x, G_k, forward model, loss, Adam) on a
-synthetic image. On a CPU, one run logs every iteration and the median
+synthetic image, against ``baseline``: the same networks in a plain loop written as the
+reference SelfDeblur script writes it (:mod:`weakdeblur.baseline`), without the framework. On a CPU, one run logs every iteration and the median
 per-iteration time is taken; the runs being compared are interleaved in rounds
 (eager, variant A, variant B, eager, ...) in one process, so that load from
 other processes on a shared machine hits them alike. On CUDA, the difference
@@ -11,8 +12,9 @@ a script, not a test.
 
 Part 1, per-iteration speed: the paper configuration at 255x255 and at the
 128 crop (27x27 kernel) for each speed variant (:mod:`weakdeblur.speed`),
-against the plain eager path of the same networks (every switch off) measured
-in the same run: seconds per iteration, the ratio to eager, peak memory
+against the baseline loop and against the plain eager path of the solver (every
+switch off), all measured in the same run: seconds per iteration, the ratios
+``x base`` (baseline s/it / variant s/it) and ``x eager``, peak memory
 (peak RSS of a fresh process per variant on a CPU, peak allocated on CUDA) and
 the one-off cost of the first run (compilation for ``compile``).
 
@@ -21,7 +23,9 @@ iterations per second for B = 1, 4, 8, 32 images fitted at once, against one
 image at a time, and images per hour at the paper's 5000 iterations.
 
     python -m weakdeblur.bench                        # everything (CPU: ~20 min)
-    python -m weakdeblur.bench --variants eager,channels_last --batches ""
+    python -m weakdeblur.bench --threads 1 --sizes 128 --batches ""   # the issue's 128², k27, 1 thread
+    python -m weakdeblur.bench --threads 2 --sizes 255 --batches ""   # 255², two threads
+    python -m weakdeblur.bench --variants baseline,eager,bf16 --batches ""
     python -m weakdeblur.bench --profile              # top ops of one eager iteration (128 crop)
     python -m weakdeblur.bench --tiny                 # seconds, for the test suite
 """
@@ -41,30 +45,44 @@ from functools import partial
 
 import torch
 
+from weakdeblur.baseline import baseline_loop
 from weakdeblur.batched import BatchedSolver
 from weakdeblur.data.sample import Sample
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.solver import InputSettings, OptimSettings, Solver, resolve_device
-from weakdeblur.speed import SpeedSettings, set_threads
+from weakdeblur.speed import SpeedSettings, bf16_supported, set_threads
 
 # every switch off: the reference eager path
 EAGER = dict(
-    channels_last=False, compile=False, bf16=False, cudnn_benchmark=False, inference_constants=False
+    channels_last=False,
+    compile=False,
+    bf16=False,
+    cudnn_benchmark=False,
+    tf32=False,
+    inference_constants=False,
 )
+BASELINE = "baseline"  # the plain reference loop (weakdeblur.baseline), not a solver variant
 VARIANTS = {
+    BASELINE: {},
     "eager": {},
     "channels_last": dict(channels_last=True),
     "compile": dict(compile=True),
     "channels_last+compile": dict(channels_last=True, compile=True),
     "inference_constants": dict(inference_constants=True),  # no-op without a supervisor
+    # bf16: run where the device computes it natively (weakdeblur.speed.bf16_supported)
+    "bf16": dict(bf16=True),
+    "bf16+channels_last": dict(bf16=True, channels_last=True),
     # GPU paths (run on CUDA only)
     "cudnn_benchmark": dict(cudnn_benchmark=True),
-    "bf16": dict(bf16=True),
+    "tf32": dict(tf32=True),
     "compile_reduce_overhead": dict(compile=True, compile_mode="reduce-overhead"),
-    "gpu_all": dict(cudnn_benchmark=True, bf16=True, compile=True, compile_mode="max-autotune"),
+    "gpu_all": dict(
+        cudnn_benchmark=True, tf32=True, bf16=True, compile=True, compile_mode="max-autotune"
+    ),
 }
-GPU_ONLY = {"cudnn_benchmark", "bf16", "compile_reduce_overhead", "gpu_all"}
+GPU_ONLY = {"cudnn_benchmark", "tf32", "compile_reduce_overhead", "gpu_all"}
+NATIVE_BF16_ONLY = {"bf16", "bf16+channels_last", "gpu_all"}
 TINY_WIDTHS = dict(
     channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]
 )
@@ -87,6 +105,23 @@ def make_solver(
         inputs=InputSettings(),
         device=device,
         speed=speed or SpeedSettings(**EAGER),
+    )
+
+
+def baseline_run(sample: Sample, device: str, tiny: bool, iterations: int, log_every: int):
+    """The baseline loop (:mod:`weakdeblur.baseline`) as :func:`make_solver` configures the
+    solver: MSE for the first 20 % of the iterations, then 1 - SSIM; milestones at 40/60/80 %."""
+    optim = OptimSettings(iterations=iterations)
+    return baseline_loop(
+        sample.blurry,
+        sample.kernel_size,
+        iterations,
+        log_every=log_every,
+        switch_iteration=FidelityLoss(0.2).switch_iteration(iterations),
+        milestones=optim.milestone_iterations(),
+        device=device,
+        image_network=TINY_WIDTHS if tiny else None,
+        kernel_hidden=64 if tiny else 1000,
     )
 
 
@@ -208,6 +243,8 @@ def compare_variants(
     sample = synthetic(size, kernel_size)
 
     def runner(variant: str):
+        if variant == BASELINE:
+            return partial(baseline_run, sample, device, tiny)
         speed = SpeedSettings(**{**EAGER, **VARIANTS[variant]})
         return lambda iterations, log_every: make_solver(
             iterations, device, tiny, speed, log_every
@@ -225,14 +262,18 @@ def compare_batches(
     device: str,
     tiny: bool,
     threads: int,
+    variant: str = "eager",
 ) -> dict[int, Timing]:
     set_threads(threads)
+    speed = {**EAGER, **VARIANTS[variant]}
 
     def runner(batch: int):
         samples = [synthetic(size, kernel_size, index) for index in range(batch)]
 
         def run(iterations: int, log_every: int):
-            solver = make_solver(iterations, device, tiny, log_every=log_every)
+            solver = make_solver(
+                iterations, device, tiny, SpeedSettings(**speed), log_every=log_every
+            )
             if batch == 1:  # one at a time: the plain solver
                 return solver.run(samples[0], seed=0)
             return BatchedSolver(solver).run(samples, list(range(batch)))
@@ -303,8 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--variants",
         default=None,
-        help="comma-separated speed variants (default: eager, channels_last, compile, "
-        "channels_last+compile, inference_constants; plus the GPU ones on CUDA)",
+        help="comma-separated variants (default: baseline, eager, channels_last, compile, "
+        "channels_last+compile, inference_constants; bf16 and bf16+channels_last where the "
+        "device has native bf16; the GPU ones on CUDA)",
     )
     parser.add_argument("--sizes", default=None, help="image sizes (default 255,128; kernel 27)")
     parser.add_argument("--batches", default=None, help="batch sizes for part 2 (default 1,4,8,32)")
@@ -313,6 +355,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--batch-iterations", type=int, default=None, help="extra iterations timed in part 2"
+    )
+    parser.add_argument(
+        "--batch-variant", default="eager", help="the speed variant of part 2 (e.g. bf16)"
     )
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved timing rounds (the median is reported)"
@@ -333,10 +378,17 @@ def main(argv: list[str] | None = None) -> None:
     if args.variants is not None:
         variants = [name for name in args.variants.split(",") if name]
     elif tiny:
-        variants = ["eager", "channels_last"]
+        variants = [BASELINE, "eager", "channels_last"]
     else:
-        variants = [name for name in VARIANTS if cuda or name not in GPU_ONLY]
-    unknown = set(variants) - set(VARIANTS)
+        native_bf16, _ = bf16_supported(torch.device(device))
+        variants = [
+            name
+            for name in VARIANTS
+            if (cuda or name not in GPU_ONLY) and (native_bf16 or name not in NATIVE_BF16_ONLY)
+        ]
+    unknown = set(variants + [args.batch_variant]) - set(VARIANTS)
+    if args.batch_variant == BASELINE:
+        parser.error("--batch-variant: the baseline loop fits one image; choose a solver variant")
     if unknown:
         parser.error(f"unknown variant(s) {sorted(unknown)}; choose from {', '.join(VARIANTS)}")
     batches = (
@@ -359,10 +411,12 @@ def main(argv: list[str] | None = None) -> None:
     memory = "peak alloc MB" if cuda else "peak RSS MB"
     print(
         f"part 1: seconds per iteration, median of {args.rounds} interleaved rounds "
-        "(x eager = eager s/it / variant s/it, same process)"
+        "(x base = baseline s/it / variant s/it, x eager = eager s/it / variant s/it; "
+        "same process)"
     )
     print(
-        f"{'image':>9} {'kernel':>7} {'variant':<24} {'s/iter':>8} {'x eager':>8} {memory:>13} {'first run s':>12}"
+        f"{'image':>9} {'kernel':>7} {'variant':<24} {'s/iter':>8} {'x base':>8} {'x eager':>8} "
+        f"{memory:>13} {'first run s':>12}"
     )
     for size in sizes:
         timings = measure(
@@ -376,12 +430,18 @@ def main(argv: list[str] | None = None) -> None:
             tiny,
             args.threads,
         )
-        eager = timings["eager"].seconds_per_iteration if "eager" in timings else None
+        references = [
+            timings[name].seconds_per_iteration if name in timings else None
+            for name in (BASELINE, "eager")
+        ]
         for variant, timing in timings.items():
-            ratio = f"{eager / timing.seconds_per_iteration:8.2f}" if eager else f"{'-':>8}"
+            ratios = " ".join(
+                f"{reference / timing.seconds_per_iteration:8.2f}" if reference else f"{'-':>8}"
+                for reference in references
+            )
             print(
                 f"{size:>5}x{size:<3} {kernel_size:>4}x{kernel_size:<2} {variant:<24} "
-                f"{timing.seconds_per_iteration:8.3f} {ratio} {timing.peak_mb:13.0f} "
+                f"{timing.seconds_per_iteration:8.3f} {ratios} {timing.peak_mb:13.0f} "
                 f"{timing.first_run:12.1f}",
                 flush=True,
             )
@@ -389,7 +449,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     print(
         f"part 2: batched images ({batch_image}x{batch_image}, kernel {kernel_size}x{kernel_size}, "
-        "eager); B=1 is one image at a time (the plain solver)"
+        f"{args.batch_variant}); B=1 is one image at a time (the plain solver)"
     )
     print(
         f"{'B':>4} {'s/iter':>8} {'img-it/s':>9} {'x one-at-a-time':>16} {'img/h @5000':>12} {memory:>13}"
@@ -404,6 +464,7 @@ def main(argv: list[str] | None = None) -> None:
         device,
         tiny,
         args.threads,
+        args.batch_variant,
     )
     single = 1 / timings[1].seconds_per_iteration if 1 in timings else None
     for batch, timing in timings.items():

@@ -73,7 +73,7 @@ class Settings:
     seed_mode: SeedModeName = SeedModeName.seeded
     color: str = "grey"
     device: str = "auto"
-    threads: int | None = None
+    threads: Any = "auto"  # auto | null | N, checked by check_settings
     progress: bool = True
     resume: bool = True
     run_name: str = ""
@@ -100,6 +100,12 @@ def _checked_part(cfg: DictConfig) -> dict[str, Any]:
 
 def check_settings(cfg: DictConfig) -> None:
     """Raise :class:`PreflightError` naming the key whose value has the wrong type."""
+    from weakdeblur.speed import check_threads
+
+    try:
+        check_threads(cfg.get("threads"))
+    except ValueError as error:
+        raise PreflightError(str(error)) from error
     try:
         OmegaConf.merge(OmegaConf.structured(Settings), _checked_part(cfg))
     except OmegaConfBaseException as error:

@@ -38,7 +38,7 @@ from weakdeblur.secrets import (
     scrub_folder,
 )
 from weakdeblur.solver import Result, Solver, resolve_device
-from weakdeblur.speed import set_threads, worker_threads
+from weakdeblur.speed import resolve_threads, set_threads
 from weakdeblur.stopping import PolicyPanel
 from weakdeblur.tracking import (
     METRICS_FILE,
@@ -364,7 +364,9 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             if supervised_kernel is not None:
                 result = replace(result, supervised_kernel=supervised_kernel.float().cpu())
                 if sample.kernel is not None and sample.kernel.ndim == 4:
-                    record["supervised_kernel_error"] = kernel_error(supervised_kernel, sample.kernel)
+                    record["supervised_kernel_error"] = kernel_error(
+                        supervised_kernel, sample.kernel
+                    )
             if result.supervised is not None and sample.sharp is not None:
                 supervised = evaluator.image_scores(
                     result.supervised, sample.sharp.float().cpu(), with_lpips=False
@@ -440,11 +442,10 @@ def result_record(result: Result) -> dict[str, Any]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> None:
-    if cfg.threads == "auto":  # the cores shared by the launcher's worker processes
-        launcher = hydra_config_launcher_jobs()
-        set_threads(worker_threads(launcher))
-    elif cfg.threads:
-        set_threads(int(cfg.threads))
+    # auto: the cores free when the run starts, shared by the launcher's workers (logged once)
+    threads = resolve_threads(cfg.threads, hydra_config_launcher_jobs())
+    if threads is not None:
+        set_threads(threads)
     hydra_config = HydraConfig.get()
     output_dir = Path(hydra_config.runtime.output_dir)
     # Hydra saved the overrides verbatim under .hydra/: take any secret out of them

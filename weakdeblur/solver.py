@@ -318,7 +318,10 @@ class Solver:
                 latent = image_net(code_in)
                 kernel = kernel_net(kernel_code)
                 blurred = self.physics(latent, kernel)
-            losses = {"fidelity": fidelity(blurred.to(observed.dtype), observed, iteration, budget)}
+            # under bf16 autocast the networks' outputs are bf16: every loss, the SSIM, the
+            # stopping statistics and the metrics see y's dtype (float32); a no-op otherwise
+            latent, kernel, blurred = (t.to(observed.dtype) for t in (latent, kernel, blurred))
+            losses = {"fidelity": fidelity(blurred, observed, iteration, budget)}
             state = None
             if self.terms:
                 state = IterationState(

@@ -10,8 +10,17 @@ eager path by ``tests/test_speed.py``:
   ``reduce-overhead`` (CUDA graphs: cuts launch overhead on a GPU),
   ``max-autotune``, ...). A failure to compile (no C++ compiler, an unsupported
   op) warns once and falls back to the eager network;
-* ``bf16``: autocast of the forward pass to bfloat16 (meant for GPUs);
+* ``bf16``: autocast of the forward pass (G_x, G_k, the forward model) to bfloat16:
+  ``true``, ``false`` or ``auto`` (on where the device computes bf16 natively: a CPU with
+  AVX512-BF16 or AMX, a CUDA device for which ``torch.cuda.is_bf16_supported()``; off
+  elsewhere, where bf16 is emulated and slower; :func:`bf16_supported`). The resolved
+  choice is logged once per process and device type. Only the networks run in bf16: the
+  solver casts x, k and ŷ back to float32 before any loss, so losses, SSIM, stopping
+  statistics and metrics are float32;
 * ``cudnn_benchmark``: cuDNN picks the fastest convolution algorithm (CUDA only);
+* ``tf32``: TensorFloat-32 (10-bit mantissa) in cuDNN convolutions and CUDA matrix products
+  (Ampere and later). Off by default, so that a float32 run on a GPU computes in float32 as
+  on a CPU (torch itself allows TF32 in cuDNN convolutions unless told otherwise);
 * ``inference_constants`` (on): x̄ = g(y) is computed under
   :func:`torch.inference_mode` (same numbers as ``no_grad``);
 * ``batch_size``: how many images :class:`weakdeblur.batched.BatchedSolver`
@@ -42,8 +51,9 @@ class SpeedSettings:
     channels_last: bool = False
     compile: bool = False
     compile_mode: str = "default"
-    bf16: bool = False
+    bf16: bool | str = False  # true | false | auto
     cudnn_benchmark: bool = False
+    tf32: bool = False
     inference_constants: bool = True
 
     def __post_init__(self):
@@ -53,11 +63,26 @@ class SpeedSettings:
             raise ValueError(
                 f"solver.compile_mode must be one of {', '.join(COMPILE_MODES)}; got {self.compile_mode!r}"
             )
+        if self.bf16 not in (True, False, "auto"):
+            raise ValueError(f"solver.bf16 must be true, false or auto; got {self.bf16!r}")
+
+    def uses_bf16(self, device: torch.device) -> bool:
+        """Whether the forward pass runs in bf16 on ``device`` (``auto`` resolved, logged once)."""
+        if self.bf16 != "auto":
+            return bool(self.bf16)
+        enabled, reason = bf16_supported(device)
+        key = (device.type, enabled)
+        if key not in _bf16_logged:
+            _bf16_logged.add(key)
+            log.info("solver.bf16=auto: %s on %s (%s)", "on" if enabled else "off", device, reason)
+        return enabled
 
     def configure(self, device: torch.device) -> None:
-        """Process-wide backend flags (cuDNN autotuning)."""
+        """Process-wide backend flags (cuDNN autotuning, TF32)."""
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = bool(self.cudnn_benchmark)
+            torch.backends.cudnn.allow_tf32 = bool(self.tf32)
+            torch.backends.cuda.matmul.allow_tf32 = bool(self.tf32)
 
     def prepare(self, network: nn.Module) -> nn.Module:
         """G_x in the requested memory format, compiled when asked (with an eager fallback)."""
@@ -69,13 +94,57 @@ class SpeedSettings:
 
     def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         """The forward pass's autocast context (bf16 when asked, else nothing)."""
-        if not self.bf16:
+        if not self.uses_bf16(device):
             return contextlib.nullcontext()
         return torch.autocast(device.type, dtype=torch.bfloat16)
 
     def constants(self) -> contextlib.AbstractContextManager:
         """The context for values computed once per image (x̄ = g(y))."""
         return torch.inference_mode() if self.inference_constants else torch.no_grad()
+
+
+_bf16_logged: set[tuple[str, bool]] = set()  # log the auto choice once per device type
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (``flags`` on x86, ``Features`` on ARM);
+    empty where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return set(value.split())
+    except OSError:
+        pass
+    return set()
+
+
+def bf16_supported(device: torch.device) -> tuple[bool, str]:
+    """Whether ``device`` computes bfloat16 natively, and why.
+
+    CUDA: ``torch.cuda.is_bf16_supported()`` (Ampere and later). CPU: torch's own query
+    (``torch.cpu._is_avx512_bf16_supported`` / ``_is_amx_tile_supported``) where it exists,
+    else the ``/proc/cpuinfo`` flags ``avx512_bf16``, ``amx_bf16`` (x86) or ``bf16`` (ARM).
+    Without native support oneDNN emulates bf16, which is slower than float32, so ``auto``
+    stays off. Other devices: off.
+    """
+    if device.type == "cuda":
+        supported = bool(torch.cuda.is_bf16_supported())
+        return supported, f"torch.cuda.is_bf16_supported() = {supported}"
+    if device.type != "cpu":
+        return False, f"no bf16 rule for device type {device.type!r}"
+    queries = [
+        getattr(getattr(torch, "cpu", None), name, None)
+        for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    ]
+    for query in queries:
+        if query is not None and query():
+            return True, f"torch.cpu.{query.__name__}() = True"
+    flags = cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"}
+    if flags:
+        return True, f"CPU flags {' '.join(sorted(flags))}"
+    return False, "no native bf16 on this CPU (no avx512_bf16, amx_bf16 or bf16 flag)"
 
 
 class ChannelsLast(nn.Module):
@@ -135,13 +204,78 @@ class CompiledOrEager(nn.Module):
         return out
 
 
+def affinity_cores() -> int:
+    """The cores this process may run on (``os.sched_getaffinity``; ``os.cpu_count`` elsewhere)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def load_average() -> float:
+    """The 1-minute load average (runnable processes), 0 where the OS has none."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 0.0
+
+
 def worker_threads(jobs: int = 1) -> int:
     """Torch threads for one of ``jobs`` worker processes sharing this machine's cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(1, int(jobs)))
+    return max(1, affinity_cores() // max(1, int(jobs)))
+
+
+def free_threads(jobs: int = 1) -> tuple[int, str]:
+    """Torch threads for one of ``jobs`` workers, from the cores free now, and why.
+
+    free = affinity cores − round(1-minute load average), at least 1; each of the ``jobs``
+    workers of a launcher gets ``max(1, free // jobs)``, never more than
+    :func:`worker_threads` (cores // jobs). On a machine where other jobs already run this
+    avoids oversubscribing the cores (measured on a 2-core machine with two one-thread jobs:
+    the demo's first 150 iterations took 101 s with torch's default of all cores and 65 s
+    with one thread). The load average lags by about a minute and counts a sweep's own
+    workers once they run, so the choice is made once per process (:func:`auto_threads`).
+    """
+    cores, load = affinity_cores(), load_average()
+    jobs = max(1, int(jobs))
+    free = max(1, cores - round(load))
+    threads = max(1, min(free // jobs, cores // jobs))
+    why = f"{cores} cores, load average {load:.2f} → {free} free"
+    return threads, why + (f", {jobs} launcher jobs" if jobs > 1 else "")
+
+
+_auto_threads: dict[int, int] = {}  # jobs -> threads, decided at this process's first run
+
+
+def auto_threads(jobs: int = 1) -> int:
+    """:func:`free_threads`, decided and logged once per process (a joblib worker keeps the
+    choice of its first job, made when the sweep started, for the jobs it runs after)."""
+    jobs = max(1, int(jobs))
+    if jobs not in _auto_threads:
+        threads, why = free_threads(jobs)
+        _auto_threads[jobs] = threads
+        log.info("threads=auto: %d torch thread(s) (%s)", threads, why)
+    return _auto_threads[jobs]
+
+
+def resolve_threads(value, jobs: int = 1) -> int | None:
+    """The top-level ``threads`` setting as a thread count: ``auto`` → :func:`auto_threads`,
+    ``N`` → N (an explicit count always wins), ``null`` → ``None`` (torch's own default,
+    usually every core). Raises ``ValueError`` for anything else."""
+    check_threads(value)
+    if value is None:
+        return None
+    if value == "auto":
+        return auto_threads(jobs)
+    return int(value)
+
+
+def check_threads(value) -> None:
+    """Raise ``ValueError`` unless ``value`` is ``auto``, ``None`` or a positive integer."""
+    if value is None or value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"threads must be auto, null or a positive integer; got {value!r}")
 
 
 def set_threads(threads: int) -> None:

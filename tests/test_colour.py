@@ -7,7 +7,7 @@ from weakdeblur.colour import ColourView, check_mode, luminance, split_luminance
 from weakdeblur.data import DemoDataset
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric
-from weakdeblur.solver import Result
+from weakdeblur.types import Result
 
 
 def test_y_to_rgb_round_trip_preserves_chroma():

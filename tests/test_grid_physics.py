@@ -8,7 +8,7 @@ from weakdeblur.data.io import kernel_to_image
 from weakdeblur.generators import KernelGridMLP
 from weakdeblur.kernel_terms import KernelSmoothness, neighbour_differences
 from weakdeblur.physics import GridBlur, UniformBlur, grid_windows
-from weakdeblur.solver import IterationState
+from weakdeblur.types import IterationState
 
 
 def random_kernels(*shape: int) -> torch.Tensor:

@@ -23,8 +23,9 @@ from weakdeblur.evaluation import Evaluator
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.metrics import LPIPSMetric, quantize
-from weakdeblur.solver import InputSettings, OptimSettings, Result, Solver
+from weakdeblur.solver import InputSettings, OptimSettings, Solver
 from weakdeblur.stopping import Check, StoppingPolicy
+from weakdeblur.types import Result
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "selfdeblur_reference.json").read_text())
 

@@ -7,8 +7,9 @@ from conftest import test_device
 from weakdeblur.data import DemoDataset
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
-from weakdeblur.solver import InputSettings, LossTerm, OptimSettings, Solver
+from weakdeblur.solver import InputSettings, OptimSettings, Solver
 from weakdeblur.stopping import StoppingPolicy
+from weakdeblur.types import LossTerm
 
 pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
 

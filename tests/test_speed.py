@@ -17,7 +17,7 @@ from weakdeblur.batched import BatchedRuns
 from weakdeblur.data.sample import Sample
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.losses import FidelityLoss
-from weakdeblur.solver import InputSettings, LossTerm, OptimSettings, Solver
+from weakdeblur.solver import InputSettings, OptimSettings, Solver
 from weakdeblur.speed import (
     CompiledOrEager,
     SpeedSettings,
@@ -27,6 +27,7 @@ from weakdeblur.speed import (
     worker_threads,
 )
 from weakdeblur.supervisors.base import IdentitySupervisor
+from weakdeblur.types import LossTerm
 
 pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
 

@@ -18,8 +18,8 @@ from weakdeblur.losses import (
     make_distance,
 )
 from weakdeblur.physics import UniformBlur, crop_to_observed
-from weakdeblur.solver import IterationState
 from weakdeblur.supervisors import Supervisor, SyntheticNet
+from weakdeblur.types import IterationState
 
 
 def distance(name):

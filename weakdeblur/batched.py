@@ -49,15 +49,9 @@ from torch import nn
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import crop_to_observed
 from weakdeblur.seeding import SeedModeError
-from weakdeblur.solver import (
-    IterationState,
-    LogRecord,
-    Result,
-    Solver,
-    log_record,
-    non_finite,
-)
+from weakdeblur.solver import Solver, log_record, non_finite
 from weakdeblur.stopping import Check, PolicyError, StoppingPolicy
+from weakdeblur.types import IterationState, LogRecord, Result
 
 
 class GroupedConv2d(nn.Module):

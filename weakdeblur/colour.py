@@ -25,7 +25,7 @@ import kornia
 import torch
 
 from weakdeblur.data.sample import Sample
-from weakdeblur.solver import Result
+from weakdeblur.types import Result
 
 MODES = ("grey", "y", "rgb")
 

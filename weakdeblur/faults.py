@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import torch
 
-from weakdeblur.solver import IterationState, LossTerm
+from weakdeblur.types import IterationState, LossTerm
 
 
 class NonFiniteAt(LossTerm):

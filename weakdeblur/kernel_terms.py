@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import torch
 
-from weakdeblur.solver import IterationState, LossTerm
+from weakdeblur.types import IterationState, LossTerm
 
 
 def neighbour_differences(kernels: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from kornia.filters import filter2d, get_gaussian_kernel2d
 from torch import nn
 
-from weakdeblur.solver import IterationState, LossTerm
+from weakdeblur.types import IterationState, LossTerm
 
 
 class ZeroPaddedSSIM(nn.Module):

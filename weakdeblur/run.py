@@ -37,7 +37,7 @@ from weakdeblur.secrets import (
     redact_overrides,
     scrub_folder,
 )
-from weakdeblur.solver import Result, Solver, resolve_device
+from weakdeblur.solver import Solver, resolve_device
 from weakdeblur.speed import resolve_threads, set_threads
 from weakdeblur.stopping import PolicyPanel
 from weakdeblur.tracking import (
@@ -49,6 +49,7 @@ from weakdeblur.tracking import (
     environment_info,
     write_json,
 )
+from weakdeblur.types import Result
 
 log = logging.getLogger("weakdeblur")
 

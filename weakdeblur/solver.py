@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -43,8 +43,9 @@ from weakdeblur.seeding import (
 from weakdeblur.speed import SpeedSettings
 from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
 from weakdeblur.supervisors.base import Supervisor
+from weakdeblur.types import IterationState, LogRecord, LossTerm, Result
 
-if TYPE_CHECKING:  # losses.py defines LossTerm subclasses, so it imports this module
+if TYPE_CHECKING:  # the default fidelity is built on demand (losses.py sits below this module)
     from weakdeblur.losses import FidelityLoss
 
 
@@ -74,69 +75,6 @@ class InputSettings:
     kernel_code_size: int = 200
     code_scale: float = 0.1
     noise_std: float = 1e-3
-
-
-@dataclass
-class IterationState:
-    """Everything a loss term may use at one iteration."""
-
-    iteration: int
-    budget: int
-    sample: Sample
-    observed: torch.Tensor  # y on the device
-    latent: torch.Tensor  # full x, (H + kh - 1, W + kw - 1)
-    image: torch.Tensor  # x cropped to y's size
-    kernel: torch.Tensor
-    blurred: torch.Tensor  # ŷ
-    supervisor: Supervisor | None = None  # g (frozen, differentiable in its input)
-    supervised: torch.Tensor | None = None  # x̄ = g(y), computed once per image
-
-
-class LossTerm(nn.Module):
-    """An additional weighted objective term (weak supervision, consistency, ...)."""
-
-    name = "term"
-
-    def prepare(
-        self,
-        sample: Sample,
-        observed: torch.Tensor,
-        supervisor: Supervisor | None,
-        supervised: torch.Tensor | None,
-    ) -> None:
-        """Per-image set-up (e.g. a target computed from x̄), called before iteration 0."""
-
-    def forward(self, state: IterationState) -> torch.Tensor | None:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-@dataclass
-class LogRecord:
-    """One row of the history, emitted every ``log_every`` iterations."""
-
-    iteration: int
-    scalars: dict[str, float]
-    image: torch.Tensor
-    kernel: torch.Tensor
-    blurred: torch.Tensor
-    snapshot: bool = False
-
-
-@dataclass
-class Result:
-    name: str
-    image: torch.Tensor  # returned x at y's size, (1, C, H, W), on the CPU
-    kernel: torch.Tensor  # (1, 1, kh, kw)
-    blurred: torch.Tensor  # ŷ for the returned iterate
-    iterations: int  # iterations completed
-    returned_iteration: int
-    status: str = "ok"  # ok | failed
-    message: str = ""
-    seconds: float = 0.0
-    history: list[dict[str, float]] = field(default_factory=list)
-    stopped_early: bool = False
-    supervised: torch.Tensor | None = None  # x̄ = g(y) when a supervisor was used
-    supervised_kernel: torch.Tensor | None = None  # k̄ when g estimates a kernel (supervisor=map)
 
 
 class NonFiniteLoss(RuntimeError):

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from weakdeblur.data.io import kernel_to_image, write_image
 from weakdeblur.data.sample import Sample
 from weakdeblur.losses import ConsistencyLoss, WeakLoss
-from weakdeblur.solver import LogRecord, Result
+from weakdeblur.types import LogRecord, Result
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from conftest import TINY_DEMO, TINY_OVERRIDES, run_weakdeblur
 pytest.importorskip("wandb_workspaces")
 
 from weakdeblur import dashboard, report  # noqa: E402
-from weakdeblur.tracking import FINAL_IMAGES, SUMMARY_COLUMNS  # noqa: E402
+from weakdeblur.runtime.tracking import FINAL_IMAGES, SUMMARY_COLUMNS  # noqa: E402
 
 EXPERIMENTS = ("weak_only", "weak_rec_es")
 WANDB_BLOCK = 32768  # W&B's run file: LevelDB log format, 7-byte file header, 32 KiB blocks

@@ -21,7 +21,7 @@ import pytest
 import torch
 from conftest import PROJECT, TINY_DEMO, TINY_OVERRIDES, run_weakdeblur
 
-from weakdeblur.resume import ARTEFACTS
+from weakdeblur.runtime.resume import ARTEFACTS
 
 FAST = [
     "optim.iterations=20",
@@ -244,7 +244,7 @@ def test_non_finite_loss_fails_that_image_keeps_last_finite_iterate_next_goes_on
     output = tmp_path / "out"
     done = run(
         output,
-        "+loss.terms.fault={_target_:weakdeblur.faults.NonFiniteAt,at:12,images:[a]}",
+        "+loss.terms.fault={_target_:weakdeblur.runtime.faults.NonFiniteAt,at:12,images:[a]}",
         data=folder_data(folder),
     )
     assert done.returncode == 1
@@ -553,7 +553,7 @@ def test_soak_joblib_sweep_of_50_tiny_jobs_is_complete_and_consistent(tmp_path):
 def test_image_lock_semantics(tmp_path):
     import socket
 
-    from weakdeblur.locks import LOCK_FILE, STALE_AFTER, ImageLock, ImageLocked
+    from weakdeblur.runtime.locks import LOCK_FILE, STALE_AFTER, ImageLock, ImageLocked
 
     folder = tmp_path / "image"
     with ImageLock(folder):
@@ -581,7 +581,7 @@ def test_image_lock_semantics(tmp_path):
 
 
 def test_scrubbing_secrets():
-    from weakdeblur.secrets import (
+    from weakdeblur.runtime.secrets import (
         config_secrets,
         environment_secrets,
         redact_overrides,
@@ -623,7 +623,7 @@ def test_every_preset_and_option_passes_the_settings_type_check():
     from conftest import CONF
     from hydra import compose, initialize_config_dir
 
-    from weakdeblur.preflight import check_settings
+    from weakdeblur.runtime.preflight import check_settings
 
     # the checked keys are top-level, metrics.* and optim.*: set by presets and optim options
     choices = [f"+exp={p.stem}" for p in sorted((CONF / "exp").glob("*.yaml"))]

@@ -9,8 +9,8 @@ import torch
 from conftest import CONF, TINY_OVERRIDES
 from hydra import compose, initialize_config_dir
 
-from weakdeblur.resume import ARTEFACTS, completed_record, fingerprint
 from weakdeblur.run import run_images
+from weakdeblur.runtime.resume import ARTEFACTS, completed_record, fingerprint
 
 
 def smooth_image(path, size, seed):

@@ -5,8 +5,8 @@ import torch
 from omegaconf import OmegaConf
 
 from weakdeblur.generators import KernelGridMLP, KernelMLP, NonLocalBlock, SkipNetwork
-from weakdeblur.preflight import PreflightError, SeedModeName, check_settings
-from weakdeblur.resume import fingerprint
+from weakdeblur.runtime.preflight import PreflightError, SeedModeName, check_settings
+from weakdeblur.runtime.resume import fingerprint
 from weakdeblur.seeding import SEED_MODES, SeedModeError, perturbed, reference_start
 
 

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from weakdeblur.detection import peak
-from weakdeblur.tracking import write_json
+from weakdeblur.runtime.tracking import write_json
 
 
 @dataclass

@@ -13,7 +13,7 @@ Built with ``wandb-workspaces`` (W&B's library for workspaces and reports):
   the W&B runs whose ids its job folders record (``<job>/wandb/*run-<time>-<id>``).
 
 Every key a panel names comes from the constants the tracker logs by
-(:mod:`weakdeblur.tracking`); ``--dry-run`` prints the spec as JSON, with the keys it names,
+(:mod:`weakdeblur.runtime.tracking`); ``--dry-run`` prints the spec as JSON, with the keys it names,
 and needs no network. Saving needs W&B online (an API key, ``WANDB_MODE`` not offline): when
 it is not, or the server cannot be reached, one line says so and the exit status is 2;
 nothing local is changed.
@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 
 from weakdeblur import report as local_report
-from weakdeblur.tracking import (
+from weakdeblur.runtime.tracking import (
     CURVE_LOSSES,
     CURVE_SCORES,
     FINAL_IMAGES,

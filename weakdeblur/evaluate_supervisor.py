@@ -28,10 +28,10 @@ from weakdeblur.data.io import kernel_to_image, write_image
 from weakdeblur.data.sample import DataError
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric, kernel_error
+from weakdeblur.runtime.tracking import write_json
 from weakdeblur.solver import resolve_device
 from weakdeblur.speed import set_threads
 from weakdeblur.supervisors.errors import SupervisorError
-from weakdeblur.tracking import write_json
 
 log = logging.getLogger("weakdeblur")
 

@@ -27,20 +27,17 @@ from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
 from weakdeblur.detection import panel_records, panel_summary, stopping_record
 from weakdeblur.evaluation import Evaluator
-from weakdeblur.locks import ImageLock, ImageLocked, LockHeartbeat
 from weakdeblur.metrics import LPIPSMetric, kernel_error
-from weakdeblur.preflight import PreflightError, check_settings
-from weakdeblur.resume import completed_record, fingerprint, sigterm_as_interrupt
-from weakdeblur.secrets import (
+from weakdeblur.runtime.locks import ImageLock, ImageLocked, LockHeartbeat
+from weakdeblur.runtime.preflight import PreflightError, check_settings
+from weakdeblur.runtime.resume import completed_record, fingerprint, sigterm_as_interrupt
+from weakdeblur.runtime.secrets import (
     config_secrets,
     environment_secrets,
     redact_overrides,
     scrub_folder,
 )
-from weakdeblur.solver import Solver, resolve_device
-from weakdeblur.speed import resolve_threads, set_threads
-from weakdeblur.stopping import PolicyPanel
-from weakdeblur.tracking import (
+from weakdeblur.runtime.tracking import (
     METRICS_FILE,
     LocalArtifacts,
     ProgressBar,
@@ -49,6 +46,9 @@ from weakdeblur.tracking import (
     environment_info,
     write_json,
 )
+from weakdeblur.solver import Solver, resolve_device
+from weakdeblur.speed import resolve_threads, set_threads
+from weakdeblur.stopping import PolicyPanel
 from weakdeblur.types import Result
 
 log = logging.getLogger("weakdeblur")
@@ -190,7 +190,7 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
 
 def hold_locks(names: list[str], output_dir: Path, records: list[dict[str, Any]]):
-    """Yield each name while holding its image lock (:mod:`weakdeblur.locks`); an image
+    """Yield each name while holding its image lock (:mod:`weakdeblur.runtime.locks`); an image
     locked by another live run is recorded ``locked`` and skipped."""
     for name in names:
         lock = ImageLock(output_dir / name)

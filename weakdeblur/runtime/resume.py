@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from weakdeblur.tracking import METRICS_FILE
+from weakdeblur.runtime.tracking import METRICS_FILE
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 :class:`NonFiniteAt` is an ordinary loss term, added from the command line,
 that turns the loss into NaN from a given iteration on, for chosen images::
 
-    python -m weakdeblur.run '+loss.terms.fault={_target_:weakdeblur.faults.NonFiniteAt,at:12,images:[a]}'
+    python -m weakdeblur.run '+loss.terms.fault={_target_:weakdeblur.runtime.faults.NonFiniteAt,at:12,images:[a]}'
 
 It goes through the same code as a real divergence (the term multiplies x
 by NaN, so the gradients and then the weights become NaN), and the solver

@@ -297,7 +297,7 @@ class WandbTracker(Tracker):
     If an online ``wandb.init`` fails (server unreachable, bad key), one warning is
     logged and this and every later image are logged offline (``wandb sync`` uploads
     them later). API keys and other secrets are removed from the logged config
-    (:mod:`weakdeblur.secrets`).
+    (:mod:`weakdeblur.runtime.secrets`).
     """
 
     def __init__(
@@ -313,7 +313,7 @@ class WandbTracker(Tracker):
         init_timeout: float | None = None,
         init_retries: int | None = None,
     ):
-        from weakdeblur.secrets import config_secrets, environment_secrets, scrub
+        from weakdeblur.runtime.secrets import config_secrets, environment_secrets, scrub
 
         self.project, self.entity = project, entity
         self.mode = wandb_mode(mode)
@@ -348,7 +348,7 @@ class WandbTracker(Tracker):
         self.run.define_metric("*", step_metric=STEP_METRIC)
 
     def _init(self, wandb: Any, sample: Sample, info: Mapping[str, Any]) -> Any:
-        from weakdeblur.secrets import argv_scrubbed
+        from weakdeblur.runtime.secrets import argv_scrubbed
 
         settings: dict[str, Any] = {}
         if self.init_timeout is not None:

@@ -122,7 +122,7 @@ def heartbeat(folder: str | os.PathLike) -> None:
 
 
 class LockHeartbeat:
-    """A tracker (see :mod:`weakdeblur.tracking`) that touches the image's lock at every
+    """A tracker (see :mod:`weakdeblur.runtime.tracking`) that touches the image's lock at every
     logging step, so another host can tell a live lock from one left by a dead node."""
 
     def __init__(self, output_dir: str | os.PathLike):

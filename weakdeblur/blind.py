@@ -102,7 +102,7 @@ def kernel_from_spectrum(values: torch.Tensor, size: tuple[int, int]) -> torch.T
     return image[..., :kh, :kw]
 
 
-def _difference_spectra(shape: tuple[int, int], dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
+def difference_spectra(shape: tuple[int, int], dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Spectra :math:`D_h, D_v` of the circular forward differences
     :math:`(\nabla_h x)_i = x_{i+1} - x_i` (applied as :math:`\mathcal F^{-1}[D X]`)."""
     height, width = shape
@@ -168,7 +168,7 @@ def l0_latent(
         return torch.fft.irfft2(values, s=shape)
 
     g = spectrum(kernel, shape)[..., :half]
-    d_h, d_v = (d[..., :half] for d in _difference_spectra(shape, padded.dtype, padded.device))
+    d_h, d_v = (d[..., :half] for d in difference_spectra(shape, padded.dtype, padded.device))
     data = g * forward(padded)  # conj(transfer) · Y with transfer = conj(G)
     kernel_energy = g.abs() ** 2
     gradient_energy = d_h.abs() ** 2 + d_v.abs() ** 2

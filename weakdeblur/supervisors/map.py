@@ -38,20 +38,16 @@ from dataclasses import replace
 
 import torch
 
-from weakdeblur.blind import BlindDeconvolutionError, L0Settings, blind_deconvolve, spectrum
+from weakdeblur.blind import (
+    BlindDeconvolutionError,
+    L0Settings,
+    blind_deconvolve,
+    difference_spectra,
+    spectrum,
+)
 from weakdeblur.data.sample import Sample
 from weakdeblur.supervisors.base import Supervisor
 from weakdeblur.supervisors.errors import SupervisorError
-
-
-def _difference_energy(shape: tuple[int, int], dtype, device) -> torch.Tensor:
-    r""":math:`|D_h|^2 + |D_v|^2` of circular forward differences on ``shape``."""
-    height, width = shape
-    row = torch.arange(height, dtype=dtype, device=device).reshape(-1, 1)
-    col = torch.arange(width, dtype=dtype, device=device).reshape(1, -1)
-    return (2 - 2 * torch.cos(2 * torch.pi * col / width)) + (
-        2 - 2 * torch.cos(2 * torch.pi * row / height)
-    )
 
 
 def linear_deconvolve(image: torch.Tensor, kernel: torch.Tensor, smoothness: float) -> torch.Tensor:
@@ -64,7 +60,9 @@ def linear_deconvolve(image: torch.Tensor, kernel: torch.Tensor, smoothness: flo
     mirrored = torch.cat([mirrored, torch.flip(mirrored, dims=(-2,))], dim=-2)
     shape = tuple(mirrored.shape[-2:])
     g = spectrum(kernel.to(image.dtype), shape)
-    denominator = g.abs() ** 2 + smoothness * _difference_energy(shape, image.dtype, image.device)
+    denominator = g.abs() ** 2 + smoothness * sum(
+        d.abs() ** 2 for d in difference_spectra(shape, image.dtype, image.device)
+    )
     solved = torch.fft.ifft2(g * torch.fft.fft2(mirrored) / denominator).real
     return solved[..., :height, :width]
 

@@ -68,9 +68,28 @@ def test_resume_skips_a_finished_image_and_redoes_an_unfinished_one(tmp_path):
     assert [r.get("resumed", False) for r in summary["per_image"]] == [True, False]
     assert summary["mean"]["iterations"] == 40
 
-    # resume=false redoes everything
+    # resume=false redoes everything, and keeps the finished results it replaces
+    first = json.loads((output / "a" / "metrics.json").read_text())
     assert run_images(compose_tiny(*data, "resume=false"), output) == 0
     assert (output / "a" / "x.png").stat().st_mtime_ns > finished
+    kept = output / ".superseded" / first["config_fingerprint"] / "a" / "metrics.json"
+    assert json.loads(kept.read_text()) == first
+
+
+def test_redoing_with_another_configuration_keeps_the_old_result(tmp_path):
+    data = folder_data(tmp_path, sizes=(32,))
+    output = tmp_path / "out"
+    assert run_images(compose_tiny(*data), output) == 0
+    old = json.loads((output / "a" / "metrics.json").read_text())
+    assert run_images(compose_tiny(*data, "seed=1"), output) == 0
+    new = json.loads((output / "a" / "metrics.json").read_text())
+    assert new["status"] == "ok" and new["config_fingerprint"] != old["config_fingerprint"]
+    kept = output / ".superseded" / old["config_fingerprint"] / "a"
+    assert json.loads((kept / "metrics.json").read_text()) == old
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        p.name for p in (output / "a").iterdir() if p.name != ".lock"
+    )
+    assert not (kept / ".lock").exists()
 
 
 def test_a_finished_image_with_another_configuration_or_missing_files_is_redone(tmp_path):

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from weakdeblur.detection import peak
+from weakdeblur.runtime.resume import SUPERSEDED_DIR
 from weakdeblur.runtime.tracking import write_json
 
 
@@ -83,7 +84,13 @@ def load_traces(paths: Sequence[Path], statistic: str) -> tuple[list[Trace], lis
     for root in paths:
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist")
-        files = [root] if root.name == "history.json" else sorted(root.rglob("history.json"))
+        files = (
+            [root]
+            if root.name == "history.json"
+            else sorted(  # results set aside when an image was redone are not the run's
+                path for path in root.rglob("history.json") if SUPERSEDED_DIR not in path.parts
+            )
+        )
         for history_file in files:
             folder = history_file.parent
             metrics_file = folder / "metrics.json"

@@ -30,7 +30,12 @@ from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric, kernel_error
 from weakdeblur.runtime.locks import ImageLock, ImageLocked, LockHeartbeat
 from weakdeblur.runtime.preflight import PreflightError, check_settings
-from weakdeblur.runtime.resume import completed_record, fingerprint, sigterm_as_interrupt
+from weakdeblur.runtime.resume import (
+    completed_record,
+    fingerprint,
+    set_aside,
+    sigterm_as_interrupt,
+)
 from weakdeblur.runtime.secrets import (
     config_secrets,
     environment_secrets,
@@ -298,6 +303,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                 log.info("%s: complete in %s, skipped (resume=false redoes it)", name, output_dir)
                 records.append({**done, "resumed": True})
                 continue
+            set_aside(output_dir / name)  # a finished result being redone is moved, never lost
             record: dict[str, Any] = {
                 "name": name,
                 "experiment": cfg.experiment,

@@ -17,13 +17,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 import signal
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from weakdeblur.runtime.locks import LOCK_FILE
 from weakdeblur.runtime.tracking import METRICS_FILE
 
 log = logging.getLogger(__name__)
@@ -97,6 +100,34 @@ def completed_record(
         )
         return None
     return record
+
+
+SUPERSEDED_DIR = ".superseded"
+
+
+def set_aside(folder: Path) -> Path | None:
+    """Move a finished image about to be redone out of the way, never deleting it.
+
+    A folder whose ``metrics.json`` says ``status: ok`` (finished with another configuration,
+    or redone with ``resume=false``) goes to ``<output>/.superseded/<its fingerprint>/<image>``
+    (with a time stamp appended when that exists already), so redoing an image never
+    overwrites a result. Returns the new place, or ``None`` when there was nothing finished.
+    """
+    try:
+        record = json.loads((folder / METRICS_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if record.get("status") != "ok":
+        return None
+    target = folder.parent / SUPERSEDED_DIR / str(record.get("config_fingerprint")) / folder.name
+    if target.exists():
+        target = target.with_name(f"{folder.name}.{time.strftime('%Y%m%d-%H%M%S')}")
+    target.mkdir(parents=True)
+    for child in folder.iterdir():
+        if child.name != LOCK_FILE:  # the running image's lock stays where its holder keeps it
+            shutil.move(str(child), str(target / child.name))
+    log.warning("%s: its finished result is kept in %s", folder.name, target)
+    return target
 
 
 class Terminated(KeyboardInterrupt):

@@ -11,13 +11,37 @@ r"""Loss terms on the estimated kernel(s).
 
 where :math:`\mathcal N` holds the horizontally and vertically adjacent cell
 pairs. A uniform kernel (or a 1×1 grid) has no neighbours: the term is skipped.
+
+:class:`KernelGuidance` pulls :math:`k = G_k(z_k)` towards the kernel
+:math:`\bar k` that the supervisor estimated (issue 12, item 2; only
+``supervisor=map`` estimates one). Blind deconvolution fixes the kernel only up
+to a translation (shifting k one way and x the other leaves :math:`k \star x`
+unchanged), so the distance is the smallest over integer shifts
+:math:`s \in \{-r, \dots, r\}^2`:
+
+.. math::
+
+    \mathcal L_{k} = \lambda(t) \min_{s} \| k - \tau_s \bar k \|_2^2,
+
+where :math:`\tau_s \bar k` is :math:`\bar k` shifted by :math:`s`, zero filled
+(mass shifted out of the window is lost). Its gradient is :math:`2 (k - \tau_{s^*} \bar k)`
+at the best shift :math:`s^*`. Every kernel of a grid is pulled towards the
+same :math:`\bar k`.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
+import torch
+import torch.nn.functional as F
+
+from weakdeblur.data.sample import Sample
+from weakdeblur.losses import LossConfigError, Schedule, _as_schedule
 from weakdeblur.types import IterationState, LossTerm
+
+if TYPE_CHECKING:  # annotations only: supervisors sit above the loss terms
+    from weakdeblur.supervisors.base import Supervisor
 
 
 def neighbour_differences(kernels: torch.Tensor) -> torch.Tensor:
@@ -46,3 +70,78 @@ class KernelSmoothness(LossTerm):
         if kernel.ndim != 5 or kernel.shape[1] * kernel.shape[2] < 2 or self.weight == 0:
             return None
         return self.weight * neighbour_differences(kernel)
+
+
+def fit_kernel(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``kernel`` (``(kh, kw)``) centre-cropped or zero-padded to ``size``."""
+    out = kernel.new_zeros(size)
+    kh, kw = kernel.shape
+    h, w = size
+    ch, cw = min(kh, h), min(kw, w)
+    src_top, src_left = (kh - ch) // 2, (kw - cw) // 2
+    dst_top, dst_left = (h - ch) // 2, (w - cw) // 2
+    out[dst_top : dst_top + ch, dst_left : dst_left + cw] = kernel[
+        src_top : src_top + ch, src_left : src_left + cw
+    ]
+    return out
+
+
+def shift_invariant_distance(
+    kernels: torch.Tensor, reference: torch.Tensor, max_shift: int
+) -> torch.Tensor:
+    r"""Mean over ``kernels`` (``(..., kh, kw)``) of :math:`\min_{|s|_\infty \le r}
+    \|k - \tau_s \bar k\|_2^2` with ``reference`` :math:`\bar k` (``(kh, kw)``)."""
+    kh, kw = kernels.shape[-2:]
+    flat = kernels.reshape(-1, kh * kw)
+    padded = F.pad(reference[None, None], (max_shift,) * 4)
+    shifted = F.unfold(padded, (kh, kw))[0]  # (kh·kw, (2r + 1)²): every shifted window
+    distances = (flat[:, :, None] - shifted[None]).pow(2).sum(1)
+    return distances.min(dim=1).values.mean()
+
+
+class KernelGuidance(LossTerm):
+    """``weight(t)`` × the shift-invariant squared distance of k to the supervisor's k̄.
+
+    Args:
+        weight: a :class:`~weakdeblur.losses.Schedule` or a constant.
+        max_shift: the largest shift r (pixels, each axis) the distance forgives.
+    """
+
+    name = "kernel_guidance"
+
+    def __init__(self, weight: float | Schedule = 1.0, max_shift: int = 3):
+        super().__init__()
+        if max_shift < 0:
+            raise LossConfigError(f"kernel_guidance.max_shift must be >= 0, got {max_shift}")
+        self.weight = _as_schedule(weight)
+        self.max_shift = int(max_shift)
+        self.reference: torch.Tensor | None = None
+
+    def prepare(
+        self,
+        sample: Sample,
+        observed: torch.Tensor,
+        supervisor: Supervisor | None,
+        supervised: torch.Tensor | None,
+    ) -> None:
+        estimate = supervisor.kernel_estimate(sample) if supervisor is not None else None
+        if estimate is None:
+            raise LossConfigError(
+                "loss term 'kernel_guidance' needs a supervisor that estimates the kernel "
+                "(supervisor=map)"
+            )
+        self.reference = estimate.reshape(estimate.shape[-2:]).to(observed)
+
+    def forward(self, state: IterationState) -> torch.Tensor | None:
+        weight = self.weight(state.iteration, state.budget)
+        if weight == 0.0:
+            return None
+        if self.reference is None:
+            raise LossConfigError("kernel_guidance used before prepare()")
+        size = tuple(state.kernel.shape[-2:])
+        reference = self.reference
+        if tuple(reference.shape) != size:
+            reference = fit_kernel(reference, size)
+        return weight * shift_invariant_distance(
+            state.kernel, reference.to(state.kernel), self.max_shift
+        )

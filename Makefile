@@ -11,7 +11,7 @@ export WEAKDEBLUR_DATA := $(SHARED_DATA)
 endif
 endif
 
-.PHONY: install run test test-all bench gpu-check lint clean
+.PHONY: install run test test-all bench time-to-result gpu-check lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PYTHON) || python3 -m venv $(VENV)
@@ -29,8 +29,12 @@ test: install  ## the test suite without the slow tests
 test-all: install  ## every test, slow ones included
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
-bench: install  ## s/iteration of the paper configuration per speed variant against the plain reference loop (255x255, 128 crop) and batched images/s
+bench: install  ## s/iteration per speed variant against the plain reference loop (255x255, 128 crop), batched images/s, then time to result (TTR_ARGS; ~1 h of one core)
 	$(PYTHON) -m weakdeblur.bench $(ARGS)
+	$(PYTHON) -m weakdeblur.time_to_result $(TTR_ARGS)
+
+time-to-result: install  ## +exp=selfdeblur's 5000 iterations on a Levin 128 crop against the faster configurations (TTR_ARGS)
+	$(PYTHON) -m weakdeblur.time_to_result $(TTR_ARGS)
 
 gpu-check: install  ## on a CUDA machine (<= 8 min): tests on cuda, bench on cuda, 8 Levin images batched vs CPU
 	$(PYTHON) -m weakdeblur.gpu_check $(ARGS)

@@ -67,3 +67,34 @@ def test_baseline_loop_gives_the_solver_losses_under_reference_seeds():
     assert plain_losses[:3].max() < 0.2 < plain_losses[3:].min()  # MSE, then 1 - SSIM of noise
     torch.testing.assert_close(plain_losses, solver_losses, rtol=1e-5, atol=1e-7)
     torch.testing.assert_close(plain.kernel, ours.kernel, rtol=1e-4, atol=1e-7)
+
+
+def test_time_to_result_compares_candidates_with_the_reference_run():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "weakdeblur.time_to_result",
+            "--tiny",
+            "--candidate",
+            "optim.iterations=15",
+            "--candidate",
+            "optim.iterations=10 solver.channels_last=true",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("configuration"))
+    rows = lines[header + 1 : header + 4]
+    assert rows[0].split()[0] == "selfdeblur" and rows[0].split()[2] == "30"
+    assert float(rows[0].split()[4]) == 1.0  # the reference's own speed-up
+    assert [row.split()[-5] for row in rows[1:]] == ["15", "10"]  # the budgets are honoured
+    reference_seconds = float(rows[0].split()[1])
+    for row in rows[1:]:  # speed-up = the reference's seconds / the candidate's (no timing claim)
+        seconds, speed_up = float(row.split()[-6]), float(row.split()[-3])
+        assert speed_up == pytest.approx(reference_seconds / seconds, rel=0.2, abs=0.02)
+    assert lines[-1].startswith("time to result: ")

@@ -30,6 +30,7 @@ ENTRY_POINTS = {
     "weakdeblur.evaluate_supervisor",
     "weakdeblur.dashboard",
     "weakdeblur.gpu_check",
+    "weakdeblur.time_to_result",
 }
 RUNTIME = "weakdeblur.runtime"
 FLOW = [

@@ -31,17 +31,11 @@ same :math:`\bar k`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 
-from weakdeblur.data.sample import Sample
 from weakdeblur.losses import LossConfigError, Schedule, _as_schedule
 from weakdeblur.types import IterationState, LossTerm
-
-if TYPE_CHECKING:  # annotations only: supervisors sit above the loss terms
-    from weakdeblur.supervisors.base import Supervisor
 
 
 def neighbour_differences(kernels: torch.Tensor) -> torch.Tensor:
@@ -117,13 +111,7 @@ class KernelGuidance(LossTerm):
         self.max_shift = int(max_shift)
         self.reference: torch.Tensor | None = None
 
-    def prepare(
-        self,
-        sample: Sample,
-        observed: torch.Tensor,
-        supervisor: Supervisor | None,
-        supervised: torch.Tensor | None,
-    ) -> None:
+    def prepare(self, sample, observed, supervisor, supervised) -> None:
         estimate = supervisor.kernel_estimate(sample) if supervisor is not None else None
         if estimate is None:
             raise LossConfigError(

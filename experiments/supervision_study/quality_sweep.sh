@@ -8,6 +8,7 @@
 # (the break-even point is where the weak_only curve crosses SelfDeblur's mean).
 # Runs resume per image (fixed run folders); about 20 runs x 15-25 min of one CPU thread.
 #   WEAKDEBLUR_DATA=../shared/data bash experiments/supervision_study/quality_sweep.sh
+#   SIGMAS= NOISES=0.041 bash experiments/supervision_study/quality_sweep.sh     # noise only
 #   python experiments/supervision_study/quality_plot.py OUT SELFDEBLUR_RUN
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -15,9 +16,18 @@ PYTHON=${PYTHON:-python}
 OUT=${OUT:-outputs/quality_sweep}
 IMAGES="[im1_kernel1_img,im2_kernel2_img,im3_kernel3_img,im4_kernel4_img]"
 export OMP_NUM_THREADS=1
-for sigma in ${SIGMAS:-1.3 1.6 2.0 2.5 3.2}; do
-  "$PYTHON" -m weakdeblur.run +exp=weak_only supervisor=noisy_oracle supervisor.noise_std=0.0 \
-    supervisor.blur_sigma="$sigma" data=levin data.crop=128 data.images="$IMAGES" \
-    optim.iterations=1500 optim.snapshot_every=0 logger=none progress=false threads=1 seed=0 \
+COMMON=(+exp=weak_only supervisor=noisy_oracle data=levin data.crop=128 data.images="$IMAGES"
+    optim.iterations=1500 optim.snapshot_every=0 logger=none progress=false threads=1 seed=0)
+for sigma in ${SIGMAS-1.3 1.6 2.0 2.5 3.2}; do
+  "$PYTHON" -m weakdeblur.run "${COMMON[@]}" supervisor.noise_std=0.0 supervisor.blur_sigma="$sigma" \
     experiment="quality_sigma$sigma" hydra.run.dir="$OUT/sigma$sigma" || echo "sigma $sigma exited with $?"
+done
+# The other kind of error: x̄ sharp but noisy (no blur), N(0, noise²); NOISES="0.041" puts x̄ at
+# about 27.7 dB, the PSNR of sigma 2.0, so the two kinds compare at equal PSNR. Own folder
+# ($OUT_NOISE), so that the figure's blur curve stays one kind; overlay it with
+#   python experiments/supervision_study/quality_plot.py OUT SELFDEBLUR out.png noise0.041=OUT_NOISE/noise0.041
+for noise in ${NOISES-}; do
+  "$PYTHON" -m weakdeblur.run "${COMMON[@]}" supervisor.noise_std="$noise" supervisor.blur_sigma=0.0 \
+    experiment="quality_noise$noise" hydra.run.dir="${OUT_NOISE:-${OUT}_noise}/noise$noise" \
+    || echo "noise $noise exited with $?"
 done

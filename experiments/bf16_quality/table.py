@@ -25,6 +25,10 @@ def load(root: Path, run: str, image: str) -> tuple[dict, dict[float, float]]:
     return metrics, curve
 
 
+def finished(metrics_file: Path) -> bool:
+    return json.loads(metrics_file.read_text()).get("status") == "ok"
+
+
 def curve_difference(
     curve: dict[float, float], reference: dict[float, float]
 ) -> tuple[float, float]:
@@ -36,7 +40,14 @@ def curve_difference(
 
 
 def main(root: Path) -> None:
-    images = sorted(p.name for p in (root / RUNS[0]).iterdir() if (p / "metrics.json").exists())
+    images = sorted(  # the images every run finished
+        set.intersection(
+            *(
+                {p.parent.name for p in (root / run).glob("*/metrics.json") if finished(p)}
+                for run in RUNS
+            )
+        )
+    )
     print(
         f"{'image':<18} {'PSNR fp32':>9} {'bf16':>7} {'fp32 s1':>8} {'bf16-fp32':>9} "
         f"{'s1-s0':>7} {'kerr fp32':>9} {'bf16':>7} {'fp32 s1':>8} "

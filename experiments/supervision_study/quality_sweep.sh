@@ -22,8 +22,8 @@ for sigma in ${SIGMAS-1.3 1.6 2.0 2.5 3.2}; do
   "$PYTHON" -m weakdeblur.run "${COMMON[@]}" supervisor.noise_std=0.0 supervisor.blur_sigma="$sigma" \
     experiment="quality_sigma$sigma" hydra.run.dir="$OUT/sigma$sigma" || echo "sigma $sigma exited with $?"
 done
-# The other kind of error: x̄ sharp but noisy (no blur), N(0, noise²); NOISES="0.041" puts x̄ at
-# about 27.7 dB, the PSNR of sigma 2.0, so the two kinds compare at equal PSNR. Own folder
+# The other kind of error: x̄ sharp but noisy (no blur), N(0, noise²); NOISES="0.041" put x̄ at
+# 30.8-31.1 dB as scored (the PSNR of sigma 1.3), so the two kinds compare at equal PSNR. Own folder
 # ($OUT_NOISE), so that the figure's blur curve stays one kind; overlay it with
 #   python experiments/supervision_study/quality_plot.py OUT SELFDEBLUR out.png noise0.041=OUT_NOISE/noise0.041
 for noise in ${NOISES-}; do

@@ -34,6 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from weakdeblur.data.datasets import centre_crop
 from weakdeblur.losses import LossConfigError, Schedule, _as_schedule
 from weakdeblur.types import IterationState, LossTerm
 
@@ -67,17 +68,10 @@ class KernelSmoothness(LossTerm):
 
 
 def fit_kernel(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``kernel`` (``(kh, kw)``) centre-cropped or zero-padded to ``size``."""
-    out = kernel.new_zeros(size)
-    kh, kw = kernel.shape
-    h, w = size
-    ch, cw = min(kh, h), min(kw, w)
-    src_top, src_left = (kh - ch) // 2, (kw - cw) // 2
-    dst_top, dst_left = (h - ch) // 2, (w - cw) // 2
-    out[dst_top : dst_top + ch, dst_left : dst_left + cw] = kernel[
-        src_top : src_top + ch, src_left : src_left + cw
-    ]
-    return out
+    """``kernel`` (``(kh, kw)``) zero-padded, then centre-cropped, to ``size``."""
+    pad_h, pad_w = max(size[0] - kernel.shape[0], 0), max(size[1] - kernel.shape[1], 0)
+    padded = F.pad(kernel, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+    return centre_crop(padded, size)
 
 
 def shift_invariant_distance(
@@ -118,7 +112,9 @@ class KernelGuidance(LossTerm):
                 "loss term 'kernel_guidance' needs a supervisor that estimates the kernel "
                 "(supervisor=map)"
             )
-        self.reference = estimate.reshape(estimate.shape[-2:]).to(observed)
+        # once per image: k̄ at G_k's kernel size, on the run's device and dtype
+        reference = fit_kernel(estimate.reshape(estimate.shape[-2:]), tuple(sample.kernel_size))
+        self.reference = reference.to(observed)
 
     def forward(self, state: IterationState) -> torch.Tensor | None:
         weight = self.weight(state.iteration, state.budget)
@@ -126,10 +122,4 @@ class KernelGuidance(LossTerm):
             return None
         if self.reference is None:
             raise LossConfigError("kernel_guidance used before prepare()")
-        size = tuple(state.kernel.shape[-2:])
-        reference = self.reference
-        if tuple(reference.shape) != size:
-            reference = fit_kernel(reference, size)
-        return weight * shift_invariant_distance(
-            state.kernel, reference.to(state.kernel), self.max_shift
-        )
+        return weight * shift_invariant_distance(state.kernel, self.reference, self.max_shift)

@@ -30,11 +30,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
+from hydra import compose, initialize
 
 from weakdeblur.run import run_images
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
 REFERENCE = "+exp=selfdeblur"
 FAST = "solver.bf16=auto solver.channels_last=true"
 CANDIDATES = (  # the switches, a shorter budget, adaptive stopping (no supervisor needed)
@@ -70,7 +69,7 @@ def image_overrides(image: str, tiny: bool) -> list[str]:
 
 
 def solve(label: str, overrides: list[str], folder: Path) -> Outcome:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize(config_path="../conf", version_base="1.3"):  # relative to this file
         cfg = compose(config_name="config", overrides=overrides)
     code = run_images(cfg, folder)
     records = [json.loads(p.read_text()) for p in folder.glob("*/metrics.json")]

@@ -9,6 +9,7 @@ from conftest import test_device
 from weakdeblur.batched import BatchedSolver, group_by_size, stack_networks
 from weakdeblur.data.sample import Sample
 from weakdeblur.generators import KernelMLP, SkipNetwork
+from weakdeblur.kernel_start import KernelWarmStart
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.solver import InputSettings, OptimSettings, Solver
 from weakdeblur.stopping import StoppingPolicy
@@ -34,7 +35,7 @@ def float64():
     torch.set_default_dtype(previous)
 
 
-def solver(iterations: int = 8, stopping=None) -> Solver:
+def solver(iterations: int = 8, stopping=None, kernel_start=None) -> Solver:
     return Solver(
         partial(SkipNetwork, **SMALL),
         partial(KernelMLP, hidden=64),
@@ -43,6 +44,7 @@ def solver(iterations: int = 8, stopping=None) -> Solver:
         inputs=InputSettings(kernel_code_size=32),
         stopping=stopping,
         device=test_device(),
+        kernel_start=kernel_start,
     )
 
 
@@ -84,6 +86,31 @@ def test_first_forward_pass_agrees_in_float32():
     ]
     batched = BatchedSolver(solver(1)).run(images, seeds)
     for alone, together in zip(sequential, batched, strict=True):
+        torch.testing.assert_close(together.image, alone.image, atol=1e-5, rtol=0)
+
+
+class WarmStartOnABox(KernelWarmStart):
+    """The warm start with a fixed k̄ (a 3x3 box), so no supervisor is needed."""
+
+    def target(self, sample, supervisor, size):
+        box = torch.zeros(size)
+        box[size[0] // 2 - 1 : size[0] // 2 + 2, size[1] // 2 - 1 : size[1] // 2 + 2] = 1 / 9
+        return box
+
+
+def test_the_warm_start_applies_to_each_image_of_a_batch():
+    images, seeds = samples(2), [0, 1]
+    warm = WarmStartOnABox(steps=200, lr=1e-2)
+    sequential = [
+        solver(1, kernel_start=warm).run(sample, seed=seed)
+        for sample, seed in zip(images, seeds, strict=True)
+    ]
+    batched = BatchedSolver(solver(1, kernel_start=warm)).run(images, seeds)
+    box = warm.target(None, None, (7, 7))
+    for alone, together in zip(sequential, batched, strict=True):
+        # one iteration returns the first forward pass: the warm-started kernel
+        assert float((alone.kernel.reshape(7, 7) - box).norm()) < 0.1 * float(box.norm())
+        torch.testing.assert_close(together.kernel, alone.kernel, atol=1e-5, rtol=0)
         torch.testing.assert_close(together.image, alone.image, atol=1e-5, rtol=0)
 
 

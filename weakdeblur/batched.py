@@ -261,6 +261,8 @@ class BatchedSolver:
             for term in image_terms:
                 term.to(device)
                 term.prepare(sample, y, supervisor, track.supervised)
+            if solver.kernel_start is not None:
+                solver.kernel_start(kernel_nets[-1], kernel_codes[-1], sample, supervisor)
             try:
                 track.stopping.start(budget, sample, supervisor, track.supervised)
             except PolicyError as error:

@@ -84,8 +84,8 @@ OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
 
 
 def build_solver(cfg: DictConfig) -> Solver:
-    """The solver from the ``generator``, ``loss``, ``optim``, ``stopping``, ``supervisor``
-    and ``physics`` groups."""
+    """The solver from the ``generator``, ``loss``, ``optim``, ``stopping``, ``supervisor``,
+    ``physics``, ``solver`` and ``kernel_start`` groups."""
     terms = [
         instantiate(term) for term in (cfg.loss.get("terms") or {}).values() if term is not None
     ]
@@ -102,6 +102,7 @@ def build_solver(cfg: DictConfig) -> Solver:
         physics=instantiate(cfg.physics) if cfg.get("physics") else None,
         device=cfg.device,
         speed=instantiate(cfg.solver) if cfg.get("solver") else None,
+        kernel_start=instantiate(cfg.kernel_start) if cfg.get("kernel_start") else None,
     )
 
 

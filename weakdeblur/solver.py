@@ -136,6 +136,9 @@ class Solver:
         physics: the forward model, ``physics(x, k) -> ŷ``.
         device: ``auto``, ``cpu``, ``cuda``, ...
         speed: :class:`weakdeblur.speed.SpeedSettings` (memory format, compile, bf16, ...).
+        kernel_start: called as ``kernel_start(G_k, z_k, sample, supervisor)`` once the
+            supervisor is prepared, before the joint optimisation (e.g.
+            :class:`weakdeblur.kernel_start.KernelWarmStart`); ``None``: G_k starts at random.
     """
 
     def __init__(
@@ -151,6 +154,7 @@ class Solver:
         physics: nn.Module | None = None,
         device: str | torch.device = "auto",
         speed: SpeedSettings | None = None,
+        kernel_start: Callable[..., object] | None = None,
     ):
         self.image_generator = image_generator
         self.kernel_generator = kernel_generator
@@ -167,6 +171,7 @@ class Solver:
         self.physics = physics or UniformBlur()
         self.device = resolve_device(device)
         self.speed = speed or SpeedSettings()
+        self.kernel_start = kernel_start
 
     def run(
         self,
@@ -229,6 +234,8 @@ class Solver:
         for term in self.terms:
             term.to(device)
             term.prepare(sample, observed, supervisor, supervised)
+        if self.kernel_start is not None:
+            self.kernel_start(kernel_net, kernel_code, sample, supervisor)
 
         optimizer = torch.optim.Adam(
             [

@@ -61,7 +61,12 @@ def main(sweep: Path, selfdeblur: Path, out: Path, extra: dict[str, Path]) -> No
     print(
         f"break-even PSNR of x̄: {crossing:.2f} dB" if crossing else "no break-even inside the sweep"
     )
-    plt.plot([p[0] for p in points], [p[1] for p in points], "o-", label="weak_only, oracle blurred (mean)")
+    plt.plot(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        "o-",
+        label="weak_only, oracle blurred (mean)",
+    )
     plt.plot([p[0] for p in points], [p[2] for p in points], "k--", label="SelfDeblur (mean)")
     plt.plot([p[0] for p in points], [p[0] for p in points], ":", c="grey", label="x̄ itself")
     shared = set().union(*(runs[p[4]] for p in points))

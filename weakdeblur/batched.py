@@ -179,6 +179,7 @@ class _Track:
         self.status, self.message, self.stopped_early = "ok", "", False
         self.completed = 0
         self.supervised: torch.Tensor | None = None
+        self.gate: dict | None = None  # the reliability gate's verdict (Solver.gated_terms)
         self.result: Result | None = None
 
 
@@ -257,11 +258,12 @@ class BatchedSolver:
                 with speed.constants():
                     supervised = supervisor(y).detach()
                 track.supervised = supervised.clone()
-            image_terms = copy.deepcopy(solver.terms)
+            image_terms, track.gate = solver.gated_terms(sample, supervisor)
+            image_terms = copy.deepcopy(image_terms)
             for term in image_terms:
                 term.to(device)
                 term.prepare(sample, y, supervisor, track.supervised)
-            if solver.kernel_start is not None:
+            if solver.kernel_start is not None and (track.gate is None or track.gate["trusted"]):
                 solver.kernel_start(kernel_nets[-1], kernel_codes[-1], sample, supervisor)
             try:
                 track.stopping.start(budget, sample, supervisor, track.supervised)
@@ -421,20 +423,21 @@ class BatchedSolver:
 
     @staticmethod
     def _finish(track: _Track) -> Result:
-        if track.result is not None:  # the stopping rule refused the image
-            return track.result
-        return Solver._finish(
-            track.sample,
-            track.stopping,
-            track.last_finite,
-            track.status,
-            track.message,
-            track.started,
-            track.history,
-            track.completed,
-            track.stopped_early,
-            track.supervised,
-        )
+        if track.result is None:  # else the stopping rule refused the image
+            track.result = Solver._finish(
+                track.sample,
+                track.stopping,
+                track.last_finite,
+                track.status,
+                track.message,
+                track.started,
+                track.history,
+                track.completed,
+                track.stopped_early,
+                track.supervised,
+            )
+        track.result.gate = track.gate
+        return track.result
 
 
 class BatchedRuns:

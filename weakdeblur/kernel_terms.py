@@ -96,6 +96,7 @@ class KernelGuidance(LossTerm):
     """
 
     name = "kernel_guidance"
+    uses_supervisor = True
 
     def __init__(self, weight: float | Schedule = 1.0, max_shift: int = 3):
         super().__init__()

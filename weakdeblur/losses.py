@@ -318,6 +318,7 @@ class WeakLoss(LossTerm):
     """
 
     name = "weak"
+    uses_supervisor = True
 
     def __init__(self, distance: str | Distance = "l1", weight: float | Schedule = 1.0):
         super().__init__()
@@ -346,6 +347,7 @@ class ConsistencyLoss(LossTerm):
     """
 
     name = "rec"
+    uses_supervisor = True
     TARGETS = ("g_of_y", "g_of_xbar")
     LEVELS = ("output", "features")
 

@@ -85,7 +85,7 @@ OmegaConf.register_new_resolver("path_safe", path_safe, replace=True)
 
 def build_solver(cfg: DictConfig) -> Solver:
     """The solver from the ``generator``, ``loss``, ``optim``, ``stopping``, ``supervisor``,
-    ``physics``, ``solver`` and ``kernel_start`` groups."""
+    ``physics``, ``solver``, ``kernel_start`` and ``gate`` groups."""
     terms = [
         instantiate(term) for term in (cfg.loss.get("terms") or {}).values() if term is not None
     ]
@@ -103,6 +103,7 @@ def build_solver(cfg: DictConfig) -> Solver:
         device=cfg.device,
         speed=instantiate(cfg.solver) if cfg.get("solver") else None,
         kernel_start=instantiate(cfg.kernel_start) if cfg.get("kernel_start") else None,
+        gate=instantiate(cfg.gate) if cfg.get("gate") else None,
     )
 
 
@@ -445,6 +446,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "returned_iteration": result.returned_iteration,
         "stopped_early": result.stopped_early,
         "seconds": result.seconds,
+        **({"gate": result.gate} if result.gate is not None else {}),
     }
 
 

@@ -139,6 +139,11 @@ class Solver:
         kernel_start: called as ``kernel_start(G_k, z_k, sample, supervisor)`` once the
             supervisor is prepared, before the joint optimisation (e.g.
             :class:`weakdeblur.kernel_start.KernelWarmStart`); ``None``: G_k starts at random.
+        gate: called as ``gate(sample, supervisor)`` once the supervisor is prepared; where
+            its verdict says ``trusted: False`` the image runs without the terms that read
+            the supervisor and without ``kernel_start`` (e.g.
+            :class:`weakdeblur.reliability.StabilityGate`); the verdict is kept in
+            ``Result.gate``.
     """
 
     def __init__(
@@ -155,6 +160,7 @@ class Solver:
         device: str | torch.device = "auto",
         speed: SpeedSettings | None = None,
         kernel_start: Callable[..., object] | None = None,
+        gate: Callable[..., dict] | None = None,
     ):
         self.image_generator = image_generator
         self.kernel_generator = kernel_generator
@@ -172,6 +178,7 @@ class Solver:
         self.device = resolve_device(device)
         self.speed = speed or SpeedSettings()
         self.kernel_start = kernel_start
+        self.gate = gate
 
     def run(
         self,
@@ -231,10 +238,11 @@ class Solver:
             with speed.constants():
                 supervised = supervisor(observed).detach()
             supervised = supervised.clone()  # a normal tensor: autograd may save it
-        for term in self.terms:
+        terms, verdict = self.gated_terms(sample, supervisor)
+        for term in terms:
             term.to(device)
             term.prepare(sample, observed, supervisor, supervised)
-        if self.kernel_start is not None:
+        if self.kernel_start is not None and (verdict is None or verdict["trusted"]):
             self.kernel_start(kernel_net, kernel_code, sample, supervisor)
 
         optimizer = torch.optim.Adam(
@@ -249,7 +257,9 @@ class Solver:
         try:
             self.stopping.start(budget, sample, supervisor, supervised)
         except PolicyError as error:
-            return self._unusable(sample, 0, "failed", str(error), started, [], supervised)
+            result = self._unusable(sample, 0, "failed", str(error), started, [], supervised)
+            result.gate = verdict
+            return result
 
         history: list[dict[str, float]] = []
         last_finite: tuple[int, torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -268,7 +278,7 @@ class Solver:
             latent, kernel, blurred = (t.to(observed.dtype) for t in (latent, kernel, blurred))
             losses = {"fidelity": fidelity(blurred, observed, iteration, budget)}
             state = None
-            if self.terms:
+            if terms:
                 state = IterationState(
                     iteration,
                     budget,
@@ -281,7 +291,7 @@ class Solver:
                     supervisor,
                     supervised,
                 )
-                for term in self.terms:
+                for term in terms:
                     value = term(state)
                     if value is not None:
                         losses[term.name] = value
@@ -335,7 +345,7 @@ class Solver:
                 stopped_early = completed < budget
                 break
 
-        return self._finish(
+        result = self._finish(
             sample,
             self.stopping,
             last_finite,
@@ -347,6 +357,21 @@ class Solver:
             stopped_early,
             supervised,
         )
+        result.gate = verdict
+        return result
+
+    def gated_terms(
+        self, sample: Sample, supervisor: Supervisor | None
+    ) -> tuple[list[LossTerm], dict | None]:
+        """The loss terms for ``sample`` and the gate's verdict on the (prepared) supervisor:
+        all terms without a gate or supervisor, or when the gate trusts g; otherwise only the
+        terms that do not read the supervisor."""
+        if self.gate is None or supervisor is None:
+            return list(self.terms), None
+        verdict = self.gate(sample, supervisor)
+        if verdict["trusted"]:
+            return list(self.terms), verdict
+        return [term for term in self.terms if not term.uses_supervisor], verdict
 
     @classmethod
     def _finish(

@@ -40,6 +40,7 @@ class LossTerm(nn.Module):
     """An additional weighted objective term (weak supervision, consistency, ...)."""
 
     name = "term"
+    uses_supervisor = False  # reads g or x̄: dropped on images where a gate distrusts g
 
     def prepare(
         self,
@@ -81,3 +82,4 @@ class Result:
     stopped_early: bool = False
     supervised: torch.Tensor | None = None  # x̄ = g(y) when a supervisor was used
     supervised_kernel: torch.Tensor | None = None  # k̄ when g estimates a kernel (supervisor=map)
+    gate: dict[str, float | bool] | None = None  # the reliability gate's verdict on g, if any

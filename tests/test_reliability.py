@@ -108,12 +108,8 @@ def test_an_untrusted_image_runs_exactly_as_without_supervision():
     assert plain.gate is None
 
 
-def test_the_verdict_reaches_metrics_json(tmp_path):
-    torch.set_num_threads(1)
-    overrides = [
-        "+exp=weak_rec",
-        "supervisor=map",
-        "gate=stability",
+def run_tiny(output, *overrides):
+    shake_overrides = [
         "data=shake",
         "data.photos=[gravel]",
         "data.kernel_sizes=[9]",
@@ -122,9 +118,32 @@ def test_the_verdict_reaches_metrics_json(tmp_path):
         "optim.iterations=10",
     ]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*TINY_OVERRIDES, *overrides])
-    assert run_images(cfg, tmp_path) == 0
-    (record_path,) = tmp_path.glob("*/metrics.json")
-    record = json.loads(record_path.read_text())
+        cfg = compose(
+            config_name="config", overrides=[*TINY_OVERRIDES, *shake_overrides, *overrides]
+        )
+    assert run_images(cfg, output) == 0
+    (folder,) = [path.parent for path in output.glob("*/metrics.json")]
+    return json.loads((folder / "metrics.json").read_text()), torch.load(folder / "k.pt")
+
+
+def test_the_verdict_reaches_metrics_json_and_a_distrusted_map_run_is_selfdeblur(tmp_path):
+    torch.set_num_threads(1)
+    supervised = [
+        "+exp=weak_rec",
+        "supervisor=map",
+        "gate=stability",
+        "loss.terms.weak.weight.value=10",
+    ]
+    record, _ = run_tiny(tmp_path / "trusted", *supervised)
     assert record["gate"]["trusted"] is True
     assert 0 < record["gate"]["kernel_stability"] < 0.4
+    distrusted, distrusted_kernel = run_tiny(
+        tmp_path / "distrusted", *supervised, "gate.threshold=0.01"
+    )
+    assert distrusted["gate"]["trusted"] is False
+    plain, plain_kernel = run_tiny(tmp_path / "plain", "+exp=selfdeblur")
+    assert "gate" not in plain
+    # the map g, its gate and x̄ draw no random numbers: the same seed gives the same numbers
+    assert torch.equal(distrusted_kernel, plain_kernel)
+    assert distrusted["psnr"] == plain["psnr"]
+    assert abs(record["psnr"] - plain["psnr"]) > 0.01  # the supervised run is another run

@@ -17,6 +17,13 @@ from weakdeblur.losses import ConstantWeight, LossConfigError, WeakLoss
 from weakdeblur.reliability import StabilityGate, corner_crops
 from weakdeblur.run import run_images
 from weakdeblur.solver import InputSettings, OptimSettings, Solver
+from weakdeblur.stopping import (
+    ConsistencyStop,
+    OracleBest,
+    PolicyError,
+    WindowedVariance,
+    start_policy,
+)
 from weakdeblur.supervisors import IdentitySupervisor, MAPSupervisor
 
 SMALL = dict(channels_down=[8] * 2, channels_up=[8] * 2, channels_skip=[2] * 2, non_local_scales=[])
@@ -78,7 +85,7 @@ class Verdict:
         return {"trusted": self.trusted, "kernel_stability": 0.0 if self.trusted else 1.0}
 
 
-def solve(sample, terms=(), supervisor=None, gate=None):
+def solve(sample, terms=(), supervisor=None, gate=None, stopping=None):
     torch.manual_seed(0)
     solver = Solver(
         partial(SkipNetwork, **SMALL),
@@ -88,6 +95,7 @@ def solve(sample, terms=(), supervisor=None, gate=None):
         terms=terms,
         supervisor=supervisor,
         gate=gate,
+        stopping=stopping,
     )
     return solver.run(sample, seed=3)
 
@@ -147,3 +155,18 @@ def test_the_verdict_reaches_metrics_json_and_a_distrusted_map_run_is_selfdeblur
     assert torch.equal(distrusted_kernel, plain_kernel)
     assert distrusted["psnr"] == plain["psnr"]
     assert abs(record["psnr"] - plain["psnr"]) > 0.01  # the supervised run is another run
+
+
+def test_eq7_on_a_distrusted_image_falls_back_to_the_budget():
+    sample = shake("camera")
+    eager = ConsistencyStop(threshold=1e9, consecutive=1, check_every=3, min_fraction=0.0)
+    stopped = solve(sample, (), IdentitySupervisor(), Verdict(True), eager)
+    assert stopped.stopped_early and stopped.iterations == 3  # g trusted: Eq. 7 stops at once
+    distrusted = solve(sample, (), IdentitySupervisor(), Verdict(False), eager)
+    assert not distrusted.stopped_early and distrusted.iterations == 6
+    # a rule that does not read g is kept; one that fails for another reason still fails
+    windowed = WindowedVariance(window=2, patience=4, check_every=1)
+    assert start_policy(windowed, 6, sample, None, None, trust_supervisor=False) is windowed
+    no_truth = Sample("no_truth", sample.blurry, sample.kernel_size)
+    with pytest.raises(PolicyError):
+        start_policy(OracleBest(), 6, no_truth, IdentitySupervisor(), no_truth.blurry, False)

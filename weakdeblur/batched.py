@@ -49,8 +49,8 @@ from torch import nn
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import crop_to_observed
 from weakdeblur.seeding import SeedModeError
-from weakdeblur.solver import Solver, log_record, non_finite
-from weakdeblur.stopping import Check, PolicyError, StoppingPolicy
+from weakdeblur.solver import Solver, log_record, non_finite, trusted
+from weakdeblur.stopping import Check, PolicyError, StoppingPolicy, start_policy
 from weakdeblur.types import IterationState, LogRecord, Result
 
 
@@ -263,10 +263,17 @@ class BatchedSolver:
             for term in image_terms:
                 term.to(device)
                 term.prepare(sample, y, supervisor, track.supervised)
-            if solver.kernel_start is not None and (track.gate is None or track.gate["trusted"]):
+            if solver.kernel_start is not None and trusted(track.gate):
                 solver.kernel_start(kernel_nets[-1], kernel_codes[-1], sample, supervisor)
             try:
-                track.stopping.start(budget, sample, supervisor, track.supervised)
+                track.stopping = start_policy(
+                    track.stopping,
+                    budget,
+                    sample,
+                    supervisor,
+                    track.supervised,
+                    trusted(track.gate),
+                )
             except PolicyError as error:
                 track.active = False
                 track.result = Solver._unusable(

@@ -21,8 +21,9 @@ synthetic camera shake of photographs (never Levin; experiments/reliability), s 
 gain of x̄ over y far better than x̄'s data fit; :math:`\tau` comes from there.
 
 An untrusted image runs as plain SelfDeblur: the solver drops every loss term that reads the
-supervisor (``uses_supervisor``) and skips the kernel warm start. The supervisor itself
-stays, so stopping rules that read g (Eq. 7) still see it.
+supervisor (``uses_supervisor``), skips the kernel warm start, and starts the stopping rule
+as if there were no supervisor (:func:`weakdeblur.stopping.start_policy`): Eq. 7 falls back
+to the fixed budget, a panel leaves its g-based members out.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from weakdeblur.seeding import (
     reference_start,
 )
 from weakdeblur.speed import SpeedSettings
-from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy
+from weakdeblur.stopping import Check, FixedBudget, PolicyError, StoppingPolicy, start_policy
 from weakdeblur.supervisors.base import Supervisor
 from weakdeblur.types import IterationState, LogRecord, LossTerm, Result
 
@@ -121,6 +121,11 @@ def log_record(
     return LogRecord(completed, scalars, image, kernel, blurred, snapshot)
 
 
+def trusted(verdict: dict | None) -> bool:
+    """Whether the supervisor may be used on an image: no gate, or the gate trusts it."""
+    return verdict is None or bool(verdict["trusted"])
+
+
 class Solver:
     """Fits G_x and G_k to one sample.
 
@@ -141,7 +146,8 @@ class Solver:
             :class:`weakdeblur.kernel_start.KernelWarmStart`); ``None``: G_k starts at random.
         gate: called as ``gate(sample, supervisor)`` once the supervisor is prepared; where
             its verdict says ``trusted: False`` the image runs without the terms that read
-            the supervisor and without ``kernel_start`` (e.g.
+            the supervisor, without ``kernel_start``, and with a stopping rule that reads
+            the supervisor replaced by the fixed budget (e.g.
             :class:`weakdeblur.reliability.StabilityGate`); the verdict is kept in
             ``Result.gate``.
     """
@@ -242,7 +248,7 @@ class Solver:
         for term in terms:
             term.to(device)
             term.prepare(sample, observed, supervisor, supervised)
-        if self.kernel_start is not None and (verdict is None or verdict["trusted"]):
+        if self.kernel_start is not None and trusted(verdict):
             self.kernel_start(kernel_net, kernel_code, sample, supervisor)
 
         optimizer = torch.optim.Adam(
@@ -255,7 +261,9 @@ class Solver:
             optimizer, settings.milestone_iterations(), settings.gamma
         )
         try:
-            self.stopping.start(budget, sample, supervisor, supervised)
+            stopping = start_policy(
+                self.stopping, budget, sample, supervisor, supervised, trusted(verdict)
+            )
         except PolicyError as error:
             result = self._unusable(sample, 0, "failed", str(error), started, [], supervised)
             result.gate = verdict
@@ -302,7 +310,7 @@ class Solver:
             completed = iteration + 1
 
             log_now = completed % settings.log_every == 0 or completed == budget
-            check_now = completed % self.stopping.check_every == 0
+            check_now = completed % stopping.check_every == 0
             if not (log_now or check_now):
                 continue
             image = crop_to_observed(latent, kernel_size).detach()
@@ -314,7 +322,7 @@ class Solver:
             last_finite = (completed, image.clone(), kernel_d.clone(), blurred_d.clone())
             stop = False
             if check_now:
-                stop = self.stopping.observe(
+                stop = stopping.observe(
                     Check(
                         completed,
                         budget,
@@ -333,7 +341,7 @@ class Solver:
                     losses,
                     optimizer,
                     started,
-                    self.stopping.statistics() if check_now else {},
+                    stopping.statistics() if check_now else {},
                     (image, kernel_d, blurred_d),
                     evaluate,
                     settings.snapshot_every,
@@ -347,7 +355,7 @@ class Solver:
 
         result = self._finish(
             sample,
-            self.stopping,
+            stopping,
             last_finite,
             status,
             message,

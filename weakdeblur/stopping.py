@@ -110,6 +110,36 @@ class FixedBudget(StoppingPolicy):
         self.check_every = check_every
 
 
+def start_policy(
+    policy: StoppingPolicy,
+    budget: int,
+    sample: Sample | None,
+    supervisor: Supervisor | None,
+    supervised: torch.Tensor | None,
+    trust_supervisor: bool = True,
+) -> StoppingPolicy:
+    """``policy`` started on ``sample``, or the policy that stands in for it.
+
+    With ``trust_supervisor=False`` (a reliability gate distrusts g on this image) the policy
+    starts as if the run had no supervisor; one that needs g (Eq. 7) is replaced by the fixed
+    budget at its check cadence. Errors that do not come from g's absence still raise.
+
+    Raises:
+        PolicyError: the policy cannot work on this image.
+    """
+    if trust_supervisor:
+        policy.start(budget, sample, supervisor, supervised)
+        return policy
+    try:
+        policy.start(budget, sample, None, None)
+        return policy
+    except PolicyError:
+        policy.start(budget, sample, supervisor, supervised)  # raises unless g was the need
+    fallback = FixedBudget(check_every=policy.check_every)
+    fallback.start(budget, sample)
+    return fallback
+
+
 def _positive(name: str, value: int) -> int:
     if int(value) < 1:
         raise ValueError(f"{name} must be a positive integer, got {value}")

@@ -66,6 +66,18 @@ def test_a_supervisor_without_a_kernel_estimate_is_refused():
         KernelGuidance(max_shift=-1)
 
 
+# the supervised preset with the map g on one tiny synthetic camera-shake image (9-px kernel)
+MAP_ON_SHAKE = [
+    "+exp=weak_rec",
+    "supervisor=map",
+    "data=shake",
+    "data.photos=[camera]",
+    "data.kernel_sizes=[9]",
+    "data.size=72",
+    "data.seed=0",
+]
+
+
 def distance_to_k_bar(output, overrides):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*TINY_OVERRIDES, *overrides])
@@ -84,13 +96,7 @@ def distance_to_k_bar(output, overrides):
 def test_the_term_pulls_the_kernel_towards_k_bar(tmp_path):
     torch.set_num_threads(1)
     common = [
-        "+exp=weak_rec",
-        "supervisor=map",
-        "data=shake",
-        "data.photos=[camera]",
-        "data.kernel_sizes=[9]",
-        "data.size=72",
-        "data.seed=0",
+        *MAP_ON_SHAKE,
         "optim.iterations=60",
         "optim.lr_kernel=0.002",  # the paper's 1e-4 moves k little in a tiny run
     ]
@@ -144,16 +150,7 @@ def test_the_warm_start_refuses_a_supervisor_without_a_kernel_and_bad_settings()
 
 def test_a_warm_started_run_starts_and_ends_nearer_k_bar(tmp_path):
     torch.set_num_threads(1)
-    common = [
-        "+exp=weak_rec",
-        "supervisor=map",
-        "data=shake",
-        "data.photos=[camera]",
-        "data.kernel_sizes=[9]",
-        "data.size=72",
-        "data.seed=0",
-        "optim.iterations=20",
-    ]
+    common = [*MAP_ON_SHAKE, "optim.iterations=20"]
     cold, _ = distance_to_k_bar(tmp_path / "cold", common)
     warm, _ = distance_to_k_bar(tmp_path / "warm", [*common, "kernel_start=map"])
     assert warm < 0.3 * cold, (warm, cold)  # measured 0.001: 20 iterations at lr 1e-4 keep k̄

@@ -153,4 +153,6 @@ def test_a_warm_started_run_starts_and_ends_nearer_k_bar(tmp_path):
     common = [*MAP_ON_SHAKE, "optim.iterations=20"]
     cold, _ = distance_to_k_bar(tmp_path / "cold", common)
     warm, _ = distance_to_k_bar(tmp_path / "warm", [*common, "kernel_start=map"])
+    record = json.loads(next((tmp_path / "warm").glob("*/metrics.json")).read_text())
+    assert record["kernel_start"]["after"] < 0.1 < record["kernel_start"]["before"]
     assert warm < 0.3 * cold, (warm, cold)  # measured 0.001: 20 iterations at lr 1e-4 keep k̄

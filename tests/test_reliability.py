@@ -149,6 +149,7 @@ def test_the_verdict_reaches_metrics_json_and_a_distrusted_map_run_is_selfdeblur
         tmp_path / "distrusted", *supervised, "gate.threshold=0.01"
     )
     assert distrusted["gate"]["trusted"] is False
+    assert "kernel_start" not in distrusted  # no warm start was asked for
     plain, plain_kernel = run_tiny(tmp_path / "plain", "+exp=selfdeblur")
     assert "gate" not in plain
     # the map g, its gate and x̄ draw no random numbers: the same seed gives the same numbers
@@ -170,3 +171,25 @@ def test_eq7_on_a_distrusted_image_falls_back_to_the_budget():
     no_truth = Sample("no_truth", sample.blurry, sample.kernel_size)
     with pytest.raises(PolicyError):
         start_policy(OracleBest(), 6, no_truth, IdentitySupervisor(), no_truth.blurry, False)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["+exp=selfdeblur", "gate=stability"], "gate needs a supervisor .* supervisor is none"),
+        (["+exp=weak_rec", "kernel_start=map"], "kernel_start needs .* SyntheticSupervisor"),
+        (
+            ["+exp=weak_rec", "supervisor=identity", "gate=stability", "kernel_start=map"],
+            "gate and kernel_start need",
+        ),
+    ],
+)
+def test_a_group_that_needs_k_bar_without_a_map_supervisor_is_refused_before_any_work(
+    overrides, message
+):
+    from weakdeblur.runtime.preflight import PreflightError, check_settings
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*TINY_OVERRIDES, *overrides])
+    with pytest.raises(PreflightError, match=message):
+        check_settings(cfg)

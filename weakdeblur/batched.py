@@ -180,6 +180,7 @@ class _Track:
         self.completed = 0
         self.supervised: torch.Tensor | None = None
         self.gate: dict | None = None  # the reliability gate's verdict (Solver.gated_terms)
+        self.kernel_start: dict | None = None  # the warm start's fit, if any
         self.result: Result | None = None
 
 
@@ -264,7 +265,9 @@ class BatchedSolver:
                 term.to(device)
                 term.prepare(sample, y, supervisor, track.supervised)
             if solver.kernel_start is not None and trusted(track.gate):
-                solver.kernel_start(kernel_nets[-1], kernel_codes[-1], sample, supervisor)
+                track.kernel_start = solver.kernel_start(
+                    kernel_nets[-1], kernel_codes[-1], sample, supervisor
+                )
             try:
                 track.stopping = start_policy(
                     track.stopping,
@@ -443,7 +446,7 @@ class BatchedSolver:
                 track.stopped_early,
                 track.supervised,
             )
-        track.result.gate = track.gate
+        track.result.gate, track.result.kernel_start = track.gate, track.kernel_start
         return track.result
 
 

@@ -345,6 +345,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             record.update(result_record(result))
             if result.status != "ok":
                 log.error("%s: %s", name, result.message)
+            if result.gate is not None and not result.gate["trusted"]:
+                log.info("%s: the gate distrusts g %s: ran as SelfDeblur", name, result.gate)
             record.update(evaluator.final(sample, result.image, result.kernel))
             if result.status == "ok":
                 record.update(
@@ -447,6 +449,7 @@ def result_record(result: Result) -> dict[str, Any]:
         "stopped_early": result.stopped_early,
         "seconds": result.seconds,
         **({"gate": result.gate} if result.gate is not None else {}),
+        **({"kernel_start": result.kernel_start} if result.kernel_start is not None else {}),
     }
 
 

@@ -143,7 +143,8 @@ class Solver:
         speed: :class:`weakdeblur.speed.SpeedSettings` (memory format, compile, bf16, ...).
         kernel_start: called as ``kernel_start(G_k, z_k, sample, supervisor)`` once the
             supervisor is prepared, before the joint optimisation (e.g.
-            :class:`weakdeblur.kernel_start.KernelWarmStart`); ``None``: G_k starts at random.
+            :class:`weakdeblur.kernel_start.KernelWarmStart`); what it returns (a dict of
+            scalars) is kept in ``Result.kernel_start``; ``None``: G_k starts at random.
         gate: called as ``gate(sample, supervisor)`` once the supervisor is prepared; where
             its verdict says ``trusted: False`` the image runs without the terms that read
             the supervisor, without ``kernel_start``, and with a stopping rule that reads
@@ -248,8 +249,9 @@ class Solver:
         for term in terms:
             term.to(device)
             term.prepare(sample, observed, supervisor, supervised)
+        fit = None
         if self.kernel_start is not None and trusted(verdict):
-            self.kernel_start(kernel_net, kernel_code, sample, supervisor)
+            fit = self.kernel_start(kernel_net, kernel_code, sample, supervisor)
 
         optimizer = torch.optim.Adam(
             [
@@ -266,7 +268,7 @@ class Solver:
             )
         except PolicyError as error:
             result = self._unusable(sample, 0, "failed", str(error), started, [], supervised)
-            result.gate = verdict
+            result.gate, result.kernel_start = verdict, fit
             return result
 
         history: list[dict[str, float]] = []
@@ -365,7 +367,7 @@ class Solver:
             stopped_early,
             supervised,
         )
-        result.gate = verdict
+        result.gate, result.kernel_start = verdict, fit
         return result
 
     def gated_terms(

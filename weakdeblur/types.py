@@ -83,3 +83,4 @@ class Result:
     supervised: torch.Tensor | None = None  # x̄ = g(y) when a supervisor was used
     supervised_kernel: torch.Tensor | None = None  # k̄ when g estimates a kernel (supervisor=map)
     gate: dict[str, float | bool] | None = None  # the reliability gate's verdict on g, if any
+    kernel_start: dict[str, float] | None = None  # the warm start's fit of G_k to k̄, if any

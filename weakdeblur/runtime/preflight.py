@@ -99,19 +99,43 @@ def _checked_part(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_settings(cfg: DictConfig) -> None:
-    """Raise :class:`PreflightError` naming the key whose value has the wrong type."""
+    """Raise :class:`PreflightError` naming the key whose value has the wrong type, or the
+    group (``gate``, ``kernel_start``) whose supervisor cannot serve it."""
     from weakdeblur.speed import check_threads
 
     try:
         check_threads(cfg.get("threads"))
     except ValueError as error:
         raise PreflightError(str(error)) from error
+    check_kernel_supervisor(cfg)
     try:
         OmegaConf.merge(OmegaConf.structured(Settings), _checked_part(cfg))
     except OmegaConfBaseException as error:
         first = str(error).splitlines()[0]
         key = getattr(error, "full_key", None)
         raise PreflightError(f"{key}: {first}" if key else first) from error
+
+
+def check_kernel_supervisor(cfg: DictConfig) -> None:
+    """``gate`` and ``kernel_start`` read the supervisor's kernel estimate k̄: the supervisor
+    must be one that estimates a kernel (it overrides ``Supervisor.kernel_estimate``)."""
+    users = [group for group in ("gate", "kernel_start") if cfg.get(group)]
+    if not users:
+        return
+    from hydra.utils import get_class
+
+    from weakdeblur.supervisors.base import Supervisor
+
+    supervisor = cfg.get("supervisor") or {}
+    target = supervisor.get("_target_") if isinstance(supervisor, DictConfig) else None
+    kind = get_class(target) if target else None
+    if kind is None or kind.kernel_estimate is Supervisor.kernel_estimate:
+        name = target.rsplit(".", 1)[-1] if target else "none"
+        raise PreflightError(
+            f"{' and '.join(users)} {'needs' if len(users) == 1 else 'need'} a supervisor "
+            "that estimates the blur kernel "
+            f"(supervisor=map); supervisor is {name}"
+        )
 
 
 def check_output_folder(folder: str | os.PathLike) -> None:

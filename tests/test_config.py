@@ -124,6 +124,17 @@ def test_selfdeblur_preset_is_the_paper_configuration():
     assert solver.fidelity.switch_iteration(1500) == 300
 
 
+def test_weak_rec_es_preset_is_the_calibrated_proposal():
+    """The map g and Eq. 7 at the setting calibrated on synthetic shake (never Levin)."""
+    solver = build_solver(compose_with("+exp=weak_rec_es"))
+    assert type(solver.supervisor).__name__ == "MAPSupervisor"
+    assert sorted(term.name for term in solver.terms) == ["rec", "weak"]
+    stopping = solver.stopping
+    assert type(stopping).__name__ == "ConsistencyStop" and stopping.relative
+    assert (stopping.threshold, stopping.consecutive, stopping.check_every) == (0.42, 3, 100)
+    assert solver.kernel_start is None and solver.gate is None
+
+
 def test_unknown_key_is_rejected():
     with pytest.raises(Exception, match="nonexistent"):
         compose_with("optim.nonexistent=3")

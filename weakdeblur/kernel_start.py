@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from weakdeblur.kernel_terms import fit_kernel
+from weakdeblur.kernel_terms import fit_kernel, supervisor_kernel
 from weakdeblur.losses import LossConfigError
 
 
@@ -39,8 +39,8 @@ class KernelWarmStart:
         steps: Adam steps of the fit.
         lr: the fit's learning rate.
 
-    After a call, ``distances`` holds the relative error ‖G_k(z_k) − k̄‖ / ‖k̄‖ before and
-    after the fit (``{"before": ..., "after": ...}``).
+    A call returns the relative error ‖G_k(z_k) − k̄‖ / ‖k̄‖ before and after the fit
+    (``{"before": ..., "after": ...}``).
     """
 
     def __init__(self, steps: int = 500, lr: float = 1e-3):
@@ -49,19 +49,14 @@ class KernelWarmStart:
                 f"kernel_start needs steps >= 1 and lr > 0, got steps={steps}, lr={lr}"
             )
         self.steps, self.lr = int(steps), float(lr)
-        self.distances: dict[str, float] = {}
 
     def target(self, sample, supervisor, size: tuple[int, int]) -> torch.Tensor:
         """k̄ of ``sample`` from ``supervisor``, fitted to ``size``."""
-        estimate = supervisor.kernel_estimate(sample) if supervisor is not None else None
-        if estimate is None:
-            raise LossConfigError(
-                "kernel_start needs a supervisor that estimates the kernel (supervisor=map), "
-                f"got {type(supervisor).__name__ if supervisor is not None else 'none'}"
-            )
-        return fit_kernel(estimate.reshape(estimate.shape[-2:]).float(), size)
+        return fit_kernel(supervisor_kernel(sample, supervisor, "kernel_start").float(), size)
 
-    def __call__(self, kernel_net: nn.Module, kernel_code: torch.Tensor, sample, supervisor):
+    def __call__(
+        self, kernel_net: nn.Module, kernel_code: torch.Tensor, sample, supervisor
+    ) -> dict[str, float]:
         """Fit ``kernel_net`` (in place) so that ``kernel_net(kernel_code)`` ≈ k̄."""
         with torch.no_grad():
             start = kernel_net(kernel_code)
@@ -80,5 +75,4 @@ class KernelWarmStart:
             optimizer.step()
         with torch.no_grad():
             after = relative_error(kernel_net(kernel_code))
-        self.distances = {"before": before, "after": after}
-        return self.distances
+        return {"before": before, "after": after}

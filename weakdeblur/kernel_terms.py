@@ -74,6 +74,18 @@ def fit_kernel(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return centre_crop(padded, size)
 
 
+def supervisor_kernel(sample, supervisor, user: str) -> torch.Tensor:
+    """k̄ of ``sample`` as a ``(kh, kw)`` tensor, or one clear error naming ``user`` when the
+    supervisor estimates no kernel (only ``supervisor=map`` does)."""
+    estimate = supervisor.kernel_estimate(sample) if supervisor is not None else None
+    if estimate is None:
+        name = type(supervisor).__name__ if supervisor is not None else "none"
+        raise LossConfigError(
+            f"{user} needs a supervisor that estimates the kernel (supervisor=map), got {name}"
+        )
+    return estimate.reshape(estimate.shape[-2:])
+
+
 def shift_invariant_distance(
     kernels: torch.Tensor, reference: torch.Tensor, max_shift: int
 ) -> torch.Tensor:
@@ -107,14 +119,9 @@ class KernelGuidance(LossTerm):
         self.reference: torch.Tensor | None = None
 
     def prepare(self, sample, observed, supervisor, supervised) -> None:
-        estimate = supervisor.kernel_estimate(sample) if supervisor is not None else None
-        if estimate is None:
-            raise LossConfigError(
-                "loss term 'kernel_guidance' needs a supervisor that estimates the kernel "
-                "(supervisor=map)"
-            )
+        estimate = supervisor_kernel(sample, supervisor, "loss term 'kernel_guidance'")
         # once per image: k̄ at G_k's kernel size, on the run's device and dtype
-        reference = fit_kernel(estimate.reshape(estimate.shape[-2:]), tuple(sample.kernel_size))
+        reference = fit_kernel(estimate, tuple(sample.kernel_size))
         self.reference = reference.to(observed)
 
     def forward(self, state: IterationState) -> torch.Tensor | None:

@@ -33,6 +33,7 @@ import statistics
 from dataclasses import replace
 
 from weakdeblur.data.sample import Sample
+from weakdeblur.kernel_terms import supervisor_kernel
 from weakdeblur.losses import LossConfigError
 from weakdeblur.metrics import kernel_error
 
@@ -75,11 +76,7 @@ class StabilityGate:
 
     def stability(self, sample: Sample, supervisor) -> float:
         """s for ``sample``: the mean kernel error of the sub-crop estimates against k̄."""
-        kernel = supervisor.kernel_estimate(sample) if supervisor is not None else None
-        if kernel is None:
-            raise LossConfigError(
-                "gate=stability needs a supervisor that estimates the kernel (supervisor=map)"
-            )
+        kernel = supervisor_kernel(sample, supervisor, "gate=stability")
         height, width = sample.blurry.shape[-2:]
         side = max(math.ceil(self.crop_fraction * min(height, width)), 2 * max(kernel.shape[-2:]))
         if side >= min(height, width):

@@ -130,3 +130,31 @@ def test_reference_ssim_arithmetic_is_the_same_maths_and_follows_the_mode():
     assert fidelity.ssim.reference_arithmetic
     follow_reference_arithmetic(fidelity, False)
     assert not fidelity.ssim.reference_arithmetic
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["+exp=nonuniform", "generator=grid_small"], "generator.kernel is KernelGridMLP"),
+        (["+exp=selfdeblur", "solver.batch_size=2"], "set solver.batch_size=1"),
+        (["+exp=selfdeblur"], None),
+        (["+exp=weak_only"], None),
+    ],
+)
+def test_reference_mode_is_refused_before_any_work_where_it_cannot_follow_the_reference(
+    overrides, message
+):
+    from conftest import CONF, TINY_OVERRIDES
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="config", overrides=[*TINY_OVERRIDES, *overrides, "seed_mode=reference"]
+        )
+    if message is None:
+        check_settings(cfg)
+    else:
+        with pytest.raises(PreflightError, match=message):
+            check_settings(cfg)
+        cfg.seed_mode = "seeded"
+        check_settings(cfg)  # the same settings are fine with the seeded start

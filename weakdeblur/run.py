@@ -252,9 +252,6 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
         return EXIT_USAGE
 
     solver = build_solver(cfg)
-    if seed_mode == "reference" and solver.speed.batch_size > 1:
-        log.error("seed_mode=reference runs one image at a time; set solver.batch_size=1")
-        return EXIT_USAGE
     if seed_mode == "reference" and cfg.seed != 0:
         log.warning(
             "seed_mode=reference draws SelfDeblur's fixed start: seed=%s is ignored", cfg.seed

@@ -108,6 +108,7 @@ def check_settings(cfg: DictConfig) -> None:
     except ValueError as error:
         raise PreflightError(str(error)) from error
     check_kernel_supervisor(cfg)
+    check_reference_generators(cfg)
     try:
         OmegaConf.merge(OmegaConf.structured(Settings), _checked_part(cfg))
     except OmegaConfBaseException as error:
@@ -135,6 +136,29 @@ def check_kernel_supervisor(cfg: DictConfig) -> None:
             f"{' and '.join(users)} {'needs' if len(users) == 1 else 'need'} a supervisor "
             "that estimates the blur kernel "
             f"(supervisor=map); supervisor is {name}"
+        )
+
+
+def check_reference_generators(cfg: DictConfig) -> None:
+    """``seed_mode=reference`` re-draws the generators' weights in the reference script's
+    order: both generators must say what that order is (``reference_init_order``, SelfDeblur's
+    ``SkipNetwork`` and ``KernelMLP``), and images run one at a time."""
+    if cfg.get("seed_mode") != "reference":
+        return
+    from hydra.utils import get_class
+
+    generator = cfg.get("generator") or {}
+    for part in ("image", "kernel"):
+        target = (generator.get(part) or {}).get("_target_")
+        if target and not hasattr(get_class(target), "reference_init_order"):
+            raise PreflightError(
+                f"seed_mode=reference needs SelfDeblur's generators (SkipNetwork, KernelMLP); "
+                f"generator.{part} is {target.rsplit('.', 1)[-1]} (use seed_mode=seeded)"
+            )
+    solver = cfg.get("solver") or {}
+    if (solver.get("batch_size") or 1) > 1:
+        raise PreflightError(
+            "seed_mode=reference runs one image at a time; set solver.batch_size=1"
         )
 
 

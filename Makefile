@@ -29,7 +29,7 @@ test: install  ## the test suite without the slow tests
 test-all: install  ## every test, slow ones included
 	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
 
-bench: install  ## s/iteration per speed variant against the plain reference loop (255x255, 128 crop), batched images/s, then time to result (TTR_ARGS; ~1 h of one core)
+bench: install  ## s/iteration per speed variant against the plain reference loop (255x255, 128 crop), batched images/s, then time to result (TTR_ARGS; ~1.5 h of one core)
 	$(PYTHON) -m weakdeblur.bench $(ARGS)
 	$(PYTHON) -m weakdeblur.time_to_result $(TTR_ARGS)
 

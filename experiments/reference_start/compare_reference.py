@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 
 from weakdeblur.data import LevinDataset
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric
 
-LEVIN_KERNEL_SIZES = [17, 15, 13, 27, 11, 19, 21, 21]  # conf/data/levin.yaml
+LEVIN_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "data" / "levin.yaml"
 LOSS_LINE = re.compile(r"^LOSS (\d+) (\S+)")
 
 
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.data_root:
         parser.error("set WEAKDEBLUR_DATA or --data-root (a folder holding levin/)")
 
-    sample = LevinDataset(Path(args.data_root) / "levin", LEVIN_KERNEL_SIZES,
+    kernel_sizes = list(OmegaConf.load(LEVIN_CONFIG).kernel_sizes)  # the project's, not a copy
+    sample = LevinDataset(Path(args.data_root) / "levin", kernel_sizes,
                           crop=args.crop).load(args.image)
     score = Evaluator(lpips=LPIPSMetric(False)).progress(sample)
     reference = reference_losses(args.log)

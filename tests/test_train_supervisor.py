@@ -102,3 +102,99 @@ def test_hydra_entry_point_writes_loadable_weights(tmp_path):
     cfg.train.steps = 5  # resuming continues from step 3
     train(cfg)
     assert SyntheticSupervisor(tmp_path / "weights.pt").metadata["step"] == 5
+
+
+def test_bf16_trainer_lowers_its_loss_with_fp32_state():
+    torch.manual_seed(0)
+    held_out = tiny_data(seed=99).batch(8)
+    trainer = SupervisorTrainer(
+        SyntheticNet(**TINY_NET),
+        tiny_data(),
+        TrainSettings(batch=4, steps=40, lr=3e-3, warmup=1, refresh_every=0, bf16=True),
+    )
+    before = trainer.batch_loss(*held_out)
+    for _ in range(40):
+        trainer.step()
+    assert trainer.batch_loss(*held_out) < 0.8 * before
+    assert all(p.dtype == torch.float32 for p in trainer.net.parameters())
+    with pytest.raises(ValueError, match="train.bf16"):
+        TrainSettings(bf16="auto")
+
+
+def _tiny_train_cfg(out_dir, *extra):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(
+            config_name="train_supervisor",
+            overrides=[
+                f"out_dir={out_dir}",
+                "model.width=4",
+                "model.enc_blk_nums=[1]",
+                "model.dec_blk_nums=[1]",
+                "model.middle_blk_num=1",
+                "data.patch=32",
+                "data.procedural_pool=2",
+                "data.procedural_size=64",
+                "data.kernel_pool=4",
+                "train.batch=2",
+                "train.log_every=1",
+                "eval.enabled=false",
+                *extra,
+            ],
+        )
+
+
+def test_init_weights_starts_from_a_weights_file(tmp_path):
+    train(_tiny_train_cfg(tmp_path / "first", "train.steps=3"))
+    source = tmp_path / "first" / "weights.pt"
+    # zero steps from the weights reproduces them exactly
+    train(_tiny_train_cfg(tmp_path / "start", "train.steps=0", f"init_weights={source}"))
+    probe = torch.rand(1, 1, 24, 24)
+    torch.testing.assert_close(
+        SyntheticSupervisor(tmp_path / "start" / "weights.pt")(probe),
+        SyntheticSupervisor(source)(probe),
+    )
+    # a fresh net (no init) does not
+    train(_tiny_train_cfg(tmp_path / "fresh", "train.steps=0", "seed=5"))
+    fresh = SyntheticSupervisor(tmp_path / "fresh" / "weights.pt")(probe)
+    assert not torch.allclose(fresh, SyntheticSupervisor(source)(probe))
+    with pytest.raises(ValueError, match="init_weights"):
+        train(
+            _tiny_train_cfg(
+                tmp_path / "wrong", "train.steps=0", "model.width=6", f"init_weights={source}"
+            )
+        )
+
+
+def test_a_signal_checkpoints_and_stops_without_the_final_evaluation(tmp_path, monkeypatch):
+    import os
+    import signal
+
+    import weakdeblur.train_supervisor as module
+
+    evaluated = []
+    monkeypatch.setattr(
+        module, "evaluate_on_levin", lambda *args: evaluated.append(1) or {"psnr": 0.0}
+    )
+    original_step = SupervisorTrainer.step
+
+    def step_then_signal(self):
+        loss = original_step(self)
+        if self.step_count == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss
+
+    monkeypatch.setattr(SupervisorTrainer, "step", step_then_signal)
+    (tmp_path / "levin").mkdir()
+    cfg = _tiny_train_cfg(
+        tmp_path / "out",
+        "train.steps=10",
+        "eval.enabled=true",
+        f"eval.root={tmp_path / 'levin'}",
+        "eval.every=0",
+    )
+    handler_before = signal.getsignal(signal.SIGTERM)
+    train(cfg)
+    state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2
+    assert evaluated == []  # no final evaluation after a signal
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # handler restored

@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from weakdeblur.data.synthetic import BlurredPatches
-from weakdeblur.supervisors.synthetic import SyntheticNet, architecture, save_weights
+from weakdeblur.supervisors.errors import SupervisorError
+from weakdeblur.supervisors.synthetic import (
+    SyntheticNet,
+    architecture,
+    load_synthetic,
+    save_weights,
+)
 
 log = logging.getLogger(__name__)
 _BLURRY_SCORES: dict[tuple[str, str], dict[str, float]] = {}  # the inputs' scores never change
@@ -52,6 +59,11 @@ class TrainSettings:
     log_every: int = 50
     checkpoint_every: int = 500
     max_minutes: float | None = None
+    bf16: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.bf16, bool):
+            raise ValueError(f"train.bf16 must be true or false; got {self.bf16!r}")
 
     def lr_at(self, step: int) -> float:
         """Linear warm-up to ``lr``, then cosine decay to ``min_lr`` at ``steps``."""
@@ -122,7 +134,13 @@ class SupervisorTrainer:
 
     @staticmethod
     def loss(restored: torch.Tensor, sharp: torch.Tensor) -> torch.Tensor:
-        return (restored - sharp).abs().mean()
+        return (restored.float() - sharp).abs().mean()
+
+    def forward(self, blurry: torch.Tensor) -> torch.Tensor:
+        """g(y); under ``bf16`` the network runs in bfloat16 autocast (weights, optimiser
+        state and the loss stay float32)."""
+        with torch.autocast(blurry.device.type, dtype=torch.bfloat16, enabled=self.settings.bf16):
+            return self.net(blurry)
 
     def step(self) -> float:
         s = self.settings
@@ -132,7 +150,7 @@ class SupervisorTrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = s.lr_at(self.step_count)
         self.net.train()
-        loss = self.loss(self.net(blurry), sharp)
+        loss = self.loss(self.forward(blurry), sharp)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 0.5)
@@ -143,7 +161,7 @@ class SupervisorTrainer:
     @torch.no_grad()
     def batch_loss(self, blurry: torch.Tensor, sharp: torch.Tensor) -> float:
         self.net.eval()
-        value = float(self.loss(self.net(blurry), sharp))
+        value = float(self.loss(self.forward(blurry), sharp))
         self.net.train()
         return value
 
@@ -176,6 +194,18 @@ class SupervisorTrainer:
         self.elapsed = float(state["elapsed"])
 
 
+def start_from_weights(net: SyntheticNet, path: str | Path) -> None:
+    """Loads a deployable weights file (e.g. the shipped ``synthetic.pt``) into ``net``: the
+    fine-tuning start. The file must describe the same architecture as the config."""
+    source, _ = load_synthetic(path)
+    if architecture(source) != architecture(net):
+        raise ValueError(
+            f"init_weights {path} holds {architecture(source)}, the config asks for "
+            f"{architecture(net)}"
+        )
+    net.load_state_dict(source.state_dict())
+
+
 def _append_json(path: Path, row: dict) -> None:
     with path.open("a") as handle:
         handle.write(json.dumps(row) + "\n")
@@ -197,6 +227,9 @@ def train(cfg: DictConfig) -> Path:
     if cfg.resume and checkpoint.is_file():
         trainer.load(checkpoint)
         log.info("resumed from %s at step %d", checkpoint, trainer.step_count)
+    elif cfg.get("init_weights"):
+        start_from_weights(net, cfg.init_weights)
+        log.info("started from the weights %s (fresh optimiser and schedule)", cfg.init_weights)
     trainer.data = BlurredPatches(**data_cfg, seed=[int(cfg.seed), trainer.step_count])
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     parameters = sum(p.numel() for p in net.parameters())
@@ -281,7 +314,11 @@ def train(cfg: DictConfig) -> Path:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     save_all()
-    if cfg.eval.final:
+    if cfg.eval.final and stop["now"]:
+        log.info(
+            "stopped by a signal: the final Levin evaluation is skipped (re-running the command scores the weights)"
+        )
+    elif cfg.eval.final:
         evaluate()
     log.info("stopped at step %d after %.0f training seconds", trainer.step_count, trainer.elapsed)
     return out
@@ -289,7 +326,11 @@ def train(cfg: DictConfig) -> Path:
 
 @hydra.main(config_path="../conf", config_name="train_supervisor", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    train(cfg)
+    try:
+        train(cfg)
+    except (ValueError, SupervisorError) as error:  # a checkpoint or init_weights that does not fit
+        log.error("%s", error)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

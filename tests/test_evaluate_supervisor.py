@@ -1,6 +1,7 @@
 """`python -m weakdeblur.evaluate_supervisor`: the g-quality table."""
 
 import csv
+import importlib.util
 import json
 import os
 import subprocess
@@ -55,3 +56,39 @@ def test_no_supervisor_and_too_large_kernels_are_one_clear_error(tmp_path):
     assert completed.returncode == 2
     output = completed.stdout + completed.stderr
     assert "supervisor=map cannot estimate a kernel" in output and "Traceback" not in output
+
+
+def test_summary_table_script_lists_every_summary(tmp_path):
+    spec = importlib.util.spec_from_file_location(
+        "supervisor_table", PROJECT / "experiments" / "supervisors" / "table.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    common = {"images": 2, "blurry_psnr": 20.0, "blurry_ssim": 0.5, "seconds": 1.25}
+    (tmp_path / "map" / "shake").mkdir(parents=True)
+    (tmp_path / "map" / "shake" / "summary.json").write_text(
+        json.dumps(
+            common
+            | {
+                "xbar_psnr": 23.5,
+                "xbar_ssim": 0.75,
+                "gain_db": 3.5,
+                "kernel_error": 0.61,
+                "error_ratio": 1.8,
+            }
+        )
+    )
+    (tmp_path / "identity" / "shake").mkdir(parents=True)
+    (tmp_path / "identity" / "shake" / "summary.json").write_text(
+        json.dumps(common | {"xbar_psnr": 20.0, "xbar_ssim": 0.5, "gain_db": 0.0})
+    )
+    lines = module.table(tmp_path).splitlines()
+    assert len(lines) == 4 and lines[1].startswith("| --- |")
+    assert (
+        lines[2] == "| identity | shake | 2 | 20.00 / 0.500 | 20.00 / 0.500 | +0.00 |  |  | 1.2 |"
+    )
+    assert (
+        lines[3]
+        == "| map | shake | 2 | 20.00 / 0.500 | 23.50 / 0.750 | +3.50 | 0.61 | 1.80 | 1.2 |"
+    )
+    assert module.main([str(tmp_path / "missing")]) == 2

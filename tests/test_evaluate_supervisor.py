@@ -92,3 +92,18 @@ def test_summary_table_script_lists_every_summary(tmp_path):
         == "| map | shake | 2 | 20.00 / 0.500 | 23.50 / 0.750 | +3.50 | 0.61 | 1.80 | 1.2 |"
     )
     assert module.main([str(tmp_path / "missing")]) == 2
+
+
+def test_a_bad_weights_file_is_one_line_and_exit_2(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("hello")
+    result = evaluate_supervisor(
+        "supervisor=synthetic", f"supervisor.weights={junk}", "data=demo", f"out={tmp_path / 'out'}"
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    printed = result.stdout + result.stderr
+    errors = [line for line in printed.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "not a torch checkpoint" in errors[0]
+    assert "Traceback" not in printed and "HYDRA_FULL_ERROR" not in printed
+    # the configuration that was asked for is kept next to the (absent) tables
+    assert f"weights: {junk}" in (tmp_path / "out" / "config.yaml").read_text()

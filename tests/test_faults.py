@@ -179,14 +179,20 @@ def test_unknown_key_and_wrong_type_are_one_line_errors(tmp_path):
 def test_settings_that_cannot_work_together_are_one_line_errors(tmp_path):
     output = tmp_path / "out"
     for overrides, message in [
-        (("+exp=nonuniform", "generator=grid_small", "seed_mode=reference"),
-         "seed_mode=reference needs SelfDeblur's generators (SkipNetwork, KernelMLP); "
-         "generator.kernel is KernelGridMLP (use seed_mode=seeded)"),
-        (("seed_mode=reference", "solver.batch_size=2"),
-         "seed_mode=reference runs one image at a time; set solver.batch_size=1"),
-        (("gate=stability",),
-         "gate needs a supervisor that estimates the blur kernel (supervisor=map); "
-         "supervisor is none"),
+        (
+            ("+exp=nonuniform", "generator=grid_small", "seed_mode=reference"),
+            "seed_mode=reference needs SelfDeblur's generators (SkipNetwork, KernelMLP); "
+            "generator.kernel is KernelGridMLP (use seed_mode=seeded)",
+        ),
+        (
+            ("seed_mode=reference", "solver.batch_size=2"),
+            "seed_mode=reference runs one image at a time; set solver.batch_size=1",
+        ),
+        (
+            ("gate=stability",),
+            "gate needs a supervisor that estimates the blur kernel (supervisor=map); "
+            "supervisor is none",
+        ),
     ]:
         refused = run(output, *overrides)
         assert refused.returncode == 2, refused.stderr

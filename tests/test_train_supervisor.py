@@ -157,12 +157,28 @@ def test_init_weights_starts_from_a_weights_file(tmp_path):
     train(_tiny_train_cfg(tmp_path / "fresh", "train.steps=0", "seed=5"))
     fresh = SyntheticSupervisor(tmp_path / "fresh" / "weights.pt")(probe)
     assert not torch.allclose(fresh, SyntheticSupervisor(source)(probe))
-    with pytest.raises(ValueError, match="init_weights"):
+    # a run's checkpoint.pt works as a start too (its model)
+    train(
+        _tiny_train_cfg(
+            tmp_path / "from_checkpoint",
+            "train.steps=0",
+            f"init_weights={tmp_path / 'first' / 'checkpoint.pt'}",
+        )
+    )
+    torch.testing.assert_close(
+        SyntheticSupervisor(tmp_path / "from_checkpoint" / "weights.pt")(probe),
+        SyntheticSupervisor(source)(probe),
+    )
+    with pytest.raises(
+        ValueError, match=r"another architecture: width 4 \(config model.width: 6\)"
+    ):
         train(
             _tiny_train_cfg(
                 tmp_path / "wrong", "train.steps=0", "model.width=6", f"init_weights={source}"
             )
         )
+    with pytest.raises(ValueError, match="init_weights: no file"):
+        train(_tiny_train_cfg(tmp_path / "none", f"init_weights={tmp_path / 'missing.pt'}"))
 
 
 def test_a_signal_checkpoints_and_stops_without_the_final_evaluation(tmp_path, monkeypatch):
@@ -193,7 +209,8 @@ def test_a_signal_checkpoints_and_stops_without_the_final_evaluation(tmp_path, m
         "eval.every=0",
     )
     handler_before = signal.getsignal(signal.SIGTERM)
-    train(cfg)
+    result = train(cfg)
+    assert result.interrupted and result.step == 2
     state = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 2
     assert evaluated == []  # no final evaluation after a signal

@@ -6,7 +6,8 @@ kernel error and error ratio of k̄ where the supervisor estimates a kernel
 (``kernel_estimate``) and the ground truth has one, and the seconds g took.
 The table is written as ``results.md`` / ``results.csv`` (one row per image,
 rewritten after each image, so an interrupted run keeps what it measured)
-and ``summary.json`` (means) in ``out``.
+and ``summary.json`` (means) in ``out``, next to ``config.yaml`` (the resolved
+configuration: which supervisor, weights and data made the tables).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import hydra
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from weakdeblur.data.io import kernel_to_image, write_image
 from weakdeblur.data.sample import DataError
@@ -133,6 +134,15 @@ def write_tables(rows: list[dict], out: Path) -> None:
     write_json(out / "summary.json", summary(rows))
 
 
+def _user_error(error: BaseException | None) -> BaseException | None:
+    """The data or supervisor error behind ``error`` (Hydra's instantiation errors wrap it)."""
+    while error is not None:
+        if isinstance(error, (DataError, SupervisorError)):
+            return error
+        error = error.__cause__
+    return None
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate_supervisor")
 def main(cfg: DictConfig) -> None:
     if not cfg.supervisor.get("_target_"):
@@ -143,6 +153,9 @@ def main(cfg: DictConfig) -> None:
     color = cfg.get("color") or "grey"
     follow_colour = "grey" in cfg.data and cfg.data.grey is None
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # which g (weights, settings) and which data made these tables
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     try:
         source = instantiate(cfg.data, **({"grey": color == "grey"} if follow_colour else {}))
         supervisor = instantiate(cfg.supervisor)
@@ -152,8 +165,11 @@ def main(cfg: DictConfig) -> None:
         rows = evaluate(
             source, supervisor, evaluator, out, resolve_device(cfg.device), cfg.metrics.error_ratio
         )
-    except (DataError, SupervisorError) as error:
-        log.error("%s", error)
+    except Exception as error:  # Hydra wraps the errors of the classes it instantiates
+        cause = _user_error(error)
+        if cause is None:
+            raise
+        log.error("%s", cause)
         sys.exit(2)
     print(markdown(rows), end="")
     log.info("tables written to %s", out)

@@ -33,6 +33,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from weakdeblur.data.synthetic import BlurredPatches
+from weakdeblur.supervisors.checkpoint import load_checkpoint
 from weakdeblur.supervisors.errors import SupervisorError
 from weakdeblur.supervisors.synthetic import (
     SyntheticNet,
@@ -42,6 +43,7 @@ from weakdeblur.supervisors.synthetic import (
 )
 
 log = logging.getLogger(__name__)
+EXIT_INTERRUPTED = 130  # stopped by SIGTERM/SIGINT after checkpointing (as weakdeblur.run)
 _BLURRY_SCORES: dict[tuple[str, str], dict[str, float]] = {}  # the inputs' scores never change
 
 
@@ -185,8 +187,9 @@ class SupervisorTrainer:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["architecture"] != architecture(self.net):
             raise ValueError(
-                f"checkpoint {path} holds {state['architecture']}, the config asks for "
-                f"{architecture(self.net)}"
+                f"checkpoint {path} holds another architecture: "
+                f"{architecture_difference(state['architecture'], architecture(self.net))} "
+                "(another out_dir starts afresh)"
             )
         self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -194,16 +197,37 @@ class SupervisorTrainer:
         self.elapsed = float(state["elapsed"])
 
 
+def architecture_difference(found: dict, wanted: dict) -> str:
+    """``"width 16 (config: 8), ..."``: the keys where a file's architecture differs."""
+    return ", ".join(
+        f"{key} {found.get(key)} (config model.{key}: {value})"
+        for key, value in wanted.items()
+        if found.get(key) != value
+    )
+
+
 def start_from_weights(net: SyntheticNet, path: str | Path) -> None:
-    """Loads a deployable weights file (e.g. the shipped ``synthetic.pt``) into ``net``: the
-    fine-tuning start. The file must describe the same architecture as the config."""
-    source, _ = load_synthetic(path)
-    if architecture(source) != architecture(net):
+    """Loads weights into ``net``, the fine-tuning start: a deployable weights file (the
+    shipped ``synthetic.pt``, a run's ``weights.pt``) or a run's ``checkpoint.pt`` (its model
+    only). The file must describe the same architecture as the config."""
+    path = Path(path).expanduser()
+    if not path.is_file():
         raise ValueError(
-            f"init_weights {path} holds {architecture(source)}, the config asks for "
-            f"{architecture(net)}"
+            f"init_weights: no file {path} (give a weights.pt or checkpoint.pt written by "
+            "train_supervisor, or the shipped weakdeblur/weights/synthetic.pt)"
         )
-    net.load_state_dict(source.state_dict())
+    state = load_checkpoint(path, "init_weights")
+    if isinstance(state, dict) and {"model", "architecture"} <= set(state):  # a checkpoint
+        found, params = state["architecture"], state["model"]
+    else:
+        source, _ = load_synthetic(path)
+        found, params = architecture(source), source.state_dict()
+    if found != architecture(net):
+        raise ValueError(
+            f"init_weights {path} holds another architecture: "
+            f"{architecture_difference(found, architecture(net))}"
+        )
+    net.load_state_dict(params)
 
 
 def _append_json(path: Path, row: dict) -> None:
@@ -211,8 +235,15 @@ def _append_json(path: Path, row: dict) -> None:
         handle.write(json.dumps(row) + "\n")
 
 
-def train(cfg: DictConfig) -> Path:
-    """Runs (or resumes) training as configured; returns the output folder."""
+@dataclass
+class TrainResult:
+    out: Path  # the output folder (checkpoint.pt, weights.pt, train.jsonl, levin.jsonl)
+    step: int  # the step reached
+    interrupted: bool  # stopped by SIGTERM/SIGINT before train.steps
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Runs (or resumes) training as configured."""
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
     out = Path(cfg.out_dir)
@@ -257,9 +288,16 @@ def train(cfg: DictConfig) -> Path:
             save_weights(net, cfg.export, metadata)
 
     evaluated_at = {"step": -1}
+    can_evaluate = bool(cfg.eval.enabled) and Path(cfg.eval.root).is_dir()
+    if cfg.eval.enabled and not can_evaluate:
+        log.warning(
+            "no Levin folder at %s: the monitoring evaluation is off (set WEAKDEBLUR_DATA, "
+            "eval.root=PATH, or eval.enabled=false to silence this)",
+            cfg.eval.root,
+        )
 
     def evaluate() -> None:
-        if not (cfg.eval.enabled and Path(cfg.eval.root).is_dir()):
+        if not can_evaluate:
             return
         if evaluated_at["step"] == trainer.step_count:  # the final step was just scored
             return
@@ -314,23 +352,29 @@ def train(cfg: DictConfig) -> Path:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     save_all()
-    if cfg.eval.final and stop["now"]:
-        log.info(
-            "stopped by a signal: the final Levin evaluation is skipped (re-running the command scores the weights)"
-        )
+    if can_evaluate and cfg.eval.final and stop["now"]:
+        log.info("stopped by a signal: the final Levin evaluation is skipped")
     elif cfg.eval.final:
         evaluate()
-    log.info("stopped at step %d after %.0f training seconds", trainer.step_count, trainer.elapsed)
-    return out
+    log.info(
+        "stopped at step %d of %d after %.0f training seconds; weights: %s",
+        trainer.step_count,
+        settings.steps,
+        trainer.elapsed,
+        out / "weights.pt",
+    )
+    return TrainResult(out, trainer.step_count, bool(stop["now"]))
 
 
 @hydra.main(config_path="../conf", config_name="train_supervisor", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
-        train(cfg)
+        result = train(cfg)
     except (ValueError, SupervisorError) as error:  # a checkpoint or init_weights that does not fit
         log.error("%s", error)
         sys.exit(2)
+    if result.interrupted:  # checkpointed; re-running the command resumes
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

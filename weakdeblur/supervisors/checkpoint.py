@@ -38,8 +38,11 @@ def load_checkpoint(path: str | Path, what: str = "checkpoint") -> Any:
                 "re-save it as a plain state dict"
             ) from error
         raise SupervisorError(f"cannot read {what} {path}: {_first_line(error)}") from error
-    except Exception as error:  # zip/pickle/EOF errors of many kinds
-        raise SupervisorError(f"cannot read {what} {path}: {_first_line(error)}") from error
+    except Exception as error:  # zip/pickle/EOF errors of many kinds (a text file: KeyError)
+        raise SupervisorError(
+            f"cannot read {what} {path}: not a torch checkpoint "
+            f"({type(error).__name__}: {_first_line(error)})"
+        ) from error
 
 
 def _first_line(error: BaseException) -> str:

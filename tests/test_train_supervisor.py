@@ -74,26 +74,7 @@ def test_learning_rate_schedule():
 
 
 def test_hydra_entry_point_writes_loadable_weights(tmp_path):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="train_supervisor",
-            overrides=[
-                f"out_dir={tmp_path}",
-                f"export={tmp_path / 'exported.pt'}",
-                "model.width=4",
-                "model.enc_blk_nums=[1]",
-                "model.dec_blk_nums=[1]",
-                "model.middle_blk_num=1",
-                "data.patch=32",
-                "data.procedural_pool=2",
-                "data.procedural_size=64",
-                "data.kernel_pool=4",
-                "train.batch=2",
-                "train.steps=3",
-                "train.log_every=1",
-                "eval.enabled=false",
-            ],
-        )
+    cfg = _tiny_train_cfg(tmp_path, f"export={tmp_path / 'exported.pt'}", "train.steps=3")
     train(cfg)
     assert (tmp_path / "checkpoint.pt").is_file() and (tmp_path / "train.jsonl").is_file()
     g = SyntheticSupervisor(tmp_path / "exported.pt")

@@ -33,6 +33,7 @@ from weakdeblur.runtime.tracking import write_json
 from weakdeblur.solver import resolve_device
 from weakdeblur.speed import set_threads
 from weakdeblur.supervisors.errors import SupervisorError
+from weakdeblur.types import error_cause
 
 log = logging.getLogger("weakdeblur")
 
@@ -134,15 +135,6 @@ def write_tables(rows: list[dict], out: Path) -> None:
     write_json(out / "summary.json", summary(rows))
 
 
-def _user_error(error: BaseException | None) -> BaseException | None:
-    """The data or supervisor error behind ``error`` (Hydra's instantiation errors wrap it)."""
-    while error is not None:
-        if isinstance(error, (DataError, SupervisorError)):
-            return error
-        error = error.__cause__
-    return None
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate_supervisor")
 def main(cfg: DictConfig) -> None:
     if not cfg.supervisor.get("_target_"):
@@ -166,7 +158,7 @@ def main(cfg: DictConfig) -> None:
             source, supervisor, evaluator, out, resolve_device(cfg.device), cfg.metrics.error_ratio
         )
     except Exception as error:  # Hydra wraps the errors of the classes it instantiates
-        cause = _user_error(error)
+        cause = error_cause(error, (DataError, SupervisorError))
         if cause is None:
             raise
         log.error("%s", cause)

@@ -54,7 +54,7 @@ from weakdeblur.runtime.tracking import (
 from weakdeblur.solver import Solver, resolve_device
 from weakdeblur.speed import resolve_threads, set_threads
 from weakdeblur.stopping import PolicyPanel
-from weakdeblur.types import Result
+from weakdeblur.types import Result, error_cause
 
 log = logging.getLogger("weakdeblur")
 
@@ -422,11 +422,7 @@ def _user_error(error: BaseException) -> BaseException | None:
     """The user-caused error (bad data, supervisor or loss settings) behind ``error``, if any."""
     from weakdeblur.losses import LossConfigError
 
-    while error is not None:
-        if isinstance(error, (DataError, LossConfigError)):
-            return error
-        error = error.__cause__
-    return None
+    return error_cause(error, (DataError, LossConfigError))
 
 
 def hydra_config_launcher_jobs() -> int:

@@ -35,12 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 from weakdeblur.data.synthetic import BlurredPatches
 from weakdeblur.supervisors.checkpoint import load_checkpoint
 from weakdeblur.supervisors.errors import SupervisorError
-from weakdeblur.supervisors.synthetic import (
-    SyntheticNet,
-    architecture,
-    load_synthetic,
-    save_weights,
-)
+from weakdeblur.supervisors.synthetic import SyntheticNet, architecture, save_weights
 
 log = logging.getLogger(__name__)
 EXIT_INTERRUPTED = 130  # stopped by SIGTERM/SIGINT after checkpointing (as weakdeblur.run)
@@ -217,11 +212,13 @@ def start_from_weights(net: SyntheticNet, path: str | Path) -> None:
             "train_supervisor, or the shipped weakdeblur/weights/synthetic.pt)"
         )
     state = load_checkpoint(path, "init_weights")
-    if isinstance(state, dict) and {"model", "architecture"} <= set(state):  # a checkpoint
-        found, params = state["architecture"], state["model"]
-    else:
-        source, _ = load_synthetic(path)
-        found, params = architecture(source), source.state_dict()
+    # a checkpoint keeps the model under "model", a weights file under "params"
+    params = state.get("model", state.get("params")) if isinstance(state, dict) else None
+    if params is None or "architecture" not in state:
+        raise ValueError(
+            f"init_weights {path} is neither a weights file nor a checkpoint of train_supervisor"
+        )
+    found = state["architecture"]
     if found != architecture(net):
         raise ValueError(
             f"init_weights {path} holds another architecture: "

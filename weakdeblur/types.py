@@ -84,3 +84,15 @@ class Result:
     supervised_kernel: torch.Tensor | None = None  # k̄ when g estimates a kernel (supervisor=map)
     gate: dict[str, float | bool] | None = None  # the reliability gate's verdict on g, if any
     kernel_start: dict[str, float] | None = None  # the warm start's fit of G_k to k̄, if any
+
+
+def error_cause(
+    error: BaseException | None, kinds: tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first error of ``kinds`` in ``error``'s ``__cause__`` chain (Hydra's instantiation
+    errors wrap the user errors of the classes it builds), or ``None``."""
+    while error is not None:
+        if isinstance(error, kinds):
+            return error
+        error = error.__cause__
+    return None

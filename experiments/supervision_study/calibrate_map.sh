@@ -3,8 +3,8 @@
 # are NOT Levin: the 8 scikit-image photographs of data=shake (synthetic camera shake, kernels
 # 13-27 px, 1 % noise), central 128-px crops, the study's protocol (1500 iterations of the paper
 # schedule, seed 0), bf16 autocast (1.56x faster per run; the comparison is within bf16).
-# Runs: SelfDeblur; weak_rec + map g for each (λ_weak, λ_rec) pair of GRID (and each
-# (λ_weak, λ_rec, end of λ_weak's decay) triple of SCHEDULES) with stopping=panel
+# Runs: SelfDeblur; weak_rec + map g for each entry of GRID (λ_weak,λ_rec, optionally ,end of
+# λ_weak's linear decay as a fraction of the budget; default the preset's 0.6) with stopping=panel
 # (Eq. 7 is recorded, not obeyed, so python -m weakdeblur.calibrate replays t, n, m offline);
 # at the first pair, the warm start of G_k on k̄ (kernel_start=map) and the kernel guidance term
 # (loss=weak_rec_kernel, on KERNEL_IMAGES). Runs resume per image; with two cores run the script
@@ -20,27 +20,20 @@ cd "$(dirname "$0")/../.."
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-outputs/calibrate_map_bf16}
 BF16=${SOLVER_BF16:-true}
-GRID=${GRID:-"0.1,0.05"}   # λ_weak,λ_rec pairs
-SCHEDULES=${SCHEDULES:-""}  # λ_weak,λ_rec,end triples: λ_weak's linear decay ends at that fraction
+GRID=${GRID:-"0.1,0.05"}   # λ_weak,λ_rec[,end] entries
 KERNEL_IMAGES=${KERNEL_IMAGES:-"[astronaut_k17_s101,brick_k25_s107,camera_k13_s100,chelsea_k21_s103]"}
 export OMP_NUM_THREADS=1
 COMMON=(data=shake data.crop=128 optim.iterations=1500 optim.snapshot_every=0 logger=none
     progress=false threads=1 seed=0 solver.bf16="$BF16" metrics.lpips=false)
 run() { "$PYTHON" -m weakdeblur.run "$@" "${COMMON[@]}" || echo "exited with $?: $*"; }
 run +exp=selfdeblur hydra.run.dir="$OUT/selfdeblur"
-for pair in $GRID; do
-  weak=${pair%,*}; rec=${pair#*,}
+for entry in $GRID; do
+  IFS=, read -r weak rec end <<<"$entry"
   run +exp=weak_rec supervisor=map stopping=panel loss.terms.weak.weight.value="$weak" \
-    loss.terms.rec.weight.value="$rec" experiment="weak${weak}_rec${rec}" \
-    hydra.run.dir="$OUT/weak${weak}_rec${rec}"
+    ${end:+loss.terms.weak.weight.end_fraction="$end"} loss.terms.rec.weight.value="$rec" \
+    experiment="weak${weak}${end:+end$end}_rec${rec}" hydra.run.dir="$OUT/weak${weak}${end:+end$end}_rec${rec}"
 done
-for triple in $SCHEDULES; do
-  IFS=, read -r weak rec end <<<"$triple"
-  run +exp=weak_rec supervisor=map stopping=panel loss.terms.weak.weight.value="$weak" \
-    loss.terms.weak.weight.end_fraction="$end" loss.terms.rec.weight.value="$rec" \
-    experiment="weak${weak}end${end}_rec${rec}" hydra.run.dir="$OUT/weak${weak}end${end}_rec${rec}"
-done
-pair=${GRID%% *}; weak=${pair%,*}; rec=${pair#*,}
+IFS=, read -r weak rec _ <<<"${GRID%% *}"
 LAMBDAS=(loss.terms.weak.weight.value="$weak" loss.terms.rec.weight.value="$rec")
 run +exp=weak_rec supervisor=map stopping=panel kernel_start=map "${LAMBDAS[@]}" \
   experiment="warm_weak${weak}_rec${rec}" hydra.run.dir="$OUT/warm_weak${weak}_rec${rec}"

@@ -62,7 +62,7 @@ def test_folder_dataset_kernel_sizes_and_bad_files(tmp_path):
     assert source.load("a_kernel_02").kernel_size == (13, 13)
     colour = source.load("b")
     assert colour.kernel_size == (11, 11) and colour.blurry.shape == (1, 1, 40, 40)
-    with pytest.raises(DataError, match="cannot read image"):
+    with pytest.raises(DataError, match="not a readable image"):
         source.load("broken")
     with pytest.raises(DataError, match="not smaller than the image"):
         FolderDataset(tmp_path, kernel_size=41).load("a_kernel_02")

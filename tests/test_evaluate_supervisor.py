@@ -45,6 +45,20 @@ def test_identity_has_no_gain_and_no_kernel_columns(tmp_path):
     assert completed.returncode == 0, completed.stderr[-2000:]
     rows = list(csv.DictReader((tmp_path / "results.csv").open()))
     assert float(rows[0]["gain_db"]) == 0.0 and "kernel_error" not in rows[0]
+    table = (tmp_path / "results.csv").read_bytes()
+    again = evaluate_supervisor("supervisor=map", "data=demo", "data.size=40", f"out={tmp_path}")
+    assert again.returncode == 2  # never overwrites: the default out is a new folder per run
+    assert f"{tmp_path} already holds results" in again.stdout + again.stderr
+    assert (tmp_path / "results.csv").read_bytes() == table
+
+
+def test_the_default_output_folder_is_new_for_every_run():
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="evaluate_supervisor", return_hydra_config=True)
+    assert "${now:%Y-%m-%d_%H-%M-%S}" in cfg._get_node("out")._value()
 
 
 def test_no_supervisor_and_too_large_kernels_are_one_clear_error(tmp_path):

@@ -117,3 +117,23 @@ def test_a_finished_image_with_another_configuration_or_missing_files_is_redone(
 
 
 # SIGTERM mid-image and the re-run that resumes: tests/test_faults.py.
+
+
+def test_only_a_run_folder_holding_nothing_but_hydras_files_is_discarded(tmp_path):
+    from weakdeblur.runtime.resume import discard_unused_run_folder
+
+    empty = tmp_path / "empty"
+    (empty / ".hydra").mkdir(parents=True)
+    (empty / ".hydra" / "config.yaml").write_text("a: 1\n")
+    (empty / "run.log").write_text("")
+    assert discard_unused_run_folder(empty, ".hydra") and not empty.exists()
+    used = tmp_path / "used"
+    (used / ".hydra").mkdir(parents=True)
+    (used / "camera" / "metrics.json").parent.mkdir()
+    (used / "camera" / "metrics.json").write_text("{}")
+    assert not discard_unused_run_folder(used, ".hydra")
+    assert (used / "camera" / "metrics.json").is_file()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("a user's file")
+    assert not discard_unused_run_folder(mine, ".hydra") and (mine / "notes.txt").is_file()

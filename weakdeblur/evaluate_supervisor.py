@@ -145,6 +145,9 @@ def main(cfg: DictConfig) -> None:
     color = cfg.get("color") or "grey"
     follow_colour = "grey" in cfg.data and cfg.data.grey is None
     out = Path(cfg.out)
+    if (out / "results.csv").exists():  # a new folder per run: never overwrite earlier tables
+        log.error("%s already holds results (results.csv): choose another out= or move it", out)
+        sys.exit(2)
     out.mkdir(parents=True, exist_ok=True)
     # which g (weights, settings) and which data made these tables
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -168,4 +171,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from weakdeblur.runtime.preflight import run_hydra_main
+
+    run_hydra_main(main, Path(__file__).resolve().parents[1] / "conf", "evaluate_supervisor")

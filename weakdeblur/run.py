@@ -29,9 +29,10 @@ from weakdeblur.detection import panel_records, panel_summary, stopping_record
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric, kernel_error
 from weakdeblur.runtime.locks import ImageLock, ImageLocked, LockHeartbeat
-from weakdeblur.runtime.preflight import PreflightError, check_settings
+from weakdeblur.runtime.preflight import PreflightError, check_settings, run_hydra_main
 from weakdeblur.runtime.resume import (
     completed_record,
+    discard_unused_run_folder,
     fingerprint,
     set_aside,
     sigterm_as_interrupt,
@@ -469,6 +470,8 @@ def main(cfg: DictConfig) -> None:
             raise
         log.error("%s", cause)
         code = EXIT_USAGE
+    if code == EXIT_USAGE:  # ended before its first image: leave no empty run folder behind
+        discard_unused_run_folder(output_dir, hydra_config.output_subdir)
     if code == EXIT_FAILED_IMAGES and hydra_config.mode == RunMode.MULTIRUN:
         # an exception (not SystemExit) lets the launcher finish the other jobs;
         # Hydra reports it and exits non-zero at the end of the sweep
@@ -478,4 +481,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_hydra_main(main, Path(__file__).resolve().parents[1] / "conf", "config")

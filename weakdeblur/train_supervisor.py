@@ -375,4 +375,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from weakdeblur.runtime.preflight import run_hydra_main
+
+    run_hydra_main(main, Path(__file__).resolve().parents[1] / "conf", "train_supervisor")

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weakdeblur.data.io import read_image
+from weakdeblur.data.io import check_readable_image, read_image
 from weakdeblur.data.kernels import camera_shake_kernel
 from weakdeblur.data.sample import DataError, Sample
 from weakdeblur.physics import blur_same
@@ -227,9 +227,7 @@ class ImageFile(FolderDataset):
         super().__init__(self.path.parent, kernel_size=kernel_size, crop=crop, grey=grey)
 
     def _paths(self) -> dict[str, Path]:
-        if not self.path.is_file():
-            raise DataError(f"image not found: {self.path}")
-        return {self.path.stem: self.path}
+        return {self.path.stem: check_readable_image(self.path)}
 
 
 class DemoDataset(ImageSource):

@@ -29,6 +29,30 @@ def _to_float(array: np.ndarray, path: Path) -> np.ndarray:
     raise DataError(f"{path}: unsupported pixel type {array.dtype}")
 
 
+def check_image_path(path: str | os.PathLike) -> Path:
+    """``path`` as a :class:`Path` if it names a file; a folder or a missing path is a
+    :class:`DataError` that says what to do."""
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"is a folder: {path} (use data=folder data.root={path})")
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise DataError(f"not a readable image: {path} (empty file)")
+    return path
+
+
+def check_readable_image(path: str | os.PathLike) -> Path:
+    """:func:`check_image_path`, then a read of the file's header (imageio's ``improps``),
+    without decoding the pixels: "not a readable image: PATH" when no reader knows it."""
+    path = check_image_path(path)
+    try:
+        iio.improps(path)
+    except Exception as error:  # imageio raises many types for unknown or corrupt files
+        raise DataError(f"not a readable image: {path}") from error
+    return path
+
+
 def read_image(path: str | os.PathLike, grey: bool = True) -> torch.Tensor:
     """Read an image file as ``(1, C, H, W)`` float32 in [0, 1].
 
@@ -36,13 +60,11 @@ def read_image(path: str | os.PathLike, grey: bool = True) -> torch.Tensor:
     weights, through kornia) and a note is logged once per folder; an alpha
     channel is dropped.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image not found: {path}")
+    path = check_image_path(path)
     try:
         array = iio.imread(path)
     except Exception as error:  # imageio raises many types for corrupt files
-        raise DataError(f"cannot read image {path}: {error}") from error
+        raise DataError(f"not a readable image: {path}") from error
     array = np.asarray(array)
     if array.ndim == 2:
         array = array[..., None]

@@ -6,9 +6,12 @@ behind. :class:`Preflight` is a Hydra callback (``hydra.callbacks.preflight``
 in ``conf/config.yaml``): its ``on_run_start`` runs after composition and
 before the folder exists, and checks, in this order,
 
-1. the types of the settings in :class:`Settings` (``seed=abc`` → one line);
+1. the types of the settings in :class:`Settings` (``seed=abc`` → one line), the values that
+   no run can use (:data:`VALUE_RULES`: ``optim.iterations=0``, ``data.kernel_size=-3``,
+   a negative λ, ...) and keys that no constructor takes (``+optim.iteration=60``);
 2. that the output folder can be created and written;
-3. that the data source exists and ``data.images`` names only images it has.
+3. that the data source exists and ``data.images`` names only images it has (a single image
+   file must be readable).
 
 A failure prints one line (``weakdeblur: error: ...``) on stderr and exits
 with status 2; nothing is created. In a sweep (``-m``) Hydra does not call
@@ -18,16 +21,20 @@ with status 2; nothing is created. In a sweep (``-m``) Hydra does not call
 
 from __future__ import annotations
 
+import inspect
+import math
 import os
+import re
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 EXIT_USAGE = 2
@@ -115,6 +122,128 @@ def check_settings(cfg: DictConfig) -> None:
         first = str(error).splitlines()[0]
         key = getattr(error, "full_key", None)
         raise PreflightError(f"{key}: {first}" if key else first) from error
+    check_values(cfg)
+    check_unknown_keys(cfg)
+
+
+# -- values no run can use ------------------------------------------------------------------
+
+
+def _whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+Rule = tuple[str, Callable[[Any], bool], str]
+
+# (key pattern, test, what a valid value is). ``*`` matches one key or list index; a rule
+# applies wherever its pattern matches (a preset's panel members, a folder's per-image sizes).
+VALUE_RULES: list[Rule] = [
+    ("optim.iterations", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("optim.log_every", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("optim.snapshot_every", lambda v: _whole(v, 0), "a whole number >= 0 (0: no snapshots)"),
+    ("optim.lr_image", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("optim.lr_kernel", lambda v: _number(v) and v > 0, "a number > 0"),
+    ("optim.gamma", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    ("optim.milestones.*", lambda v: _number(v) and 0 < v < 1, "a fraction of the budget in (0, 1)"),
+    ("stopping.check_every", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("stopping.members.*.check_every", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("data.kernel_size", lambda v: _whole(v, 1), "a whole number >= 1, or a pair of them"),
+    ("data.kernel_size.*", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("data.kernel_sizes.*", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("data.kernel_size_patterns.*", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("data.true_kernel_size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("data.crop", lambda v: v is None or _whole(v, 8), "null or a whole number >= 8"),
+    ("data.size", lambda v: _whole(v, 8), "a whole number >= 8"),
+    ("data.noise", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("seed", lambda v: _whole(v, 0) and v < 2**63, "a whole number in [0, 2^63)"),
+    ("data.seed", lambda v: _whole(v, 0) and v < 2**63, "a whole number in [0, 2^63)"),
+    ("loss.terms.*.weight", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("loss.terms.*.weight.value", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("metrics.cut", lambda v: _whole(v, 0), "a whole number >= 0"),
+    ("metrics.max_shift", lambda v: _number(v) and v >= 0, "a number >= 0"),
+]
+
+
+def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """``(dotted.path, value)`` of every node under ``node``, containers included."""
+    if isinstance(node, DictConfig):
+        items = [(str(key), node._get_node(key)) for key in node.keys()]
+    elif isinstance(node, ListConfig):
+        items = [(str(index), node._get_node(index)) for index in range(len(node))]
+    else:
+        return
+    for key, child in items:
+        child_path = f"{path}.{key}" if path else key
+        if child_path == "hydra":  # Hydra's own node (its run-time values resolve later)
+            continue
+        if child is not None and child._is_missing():
+            continue  # ??? is the data check's business
+        value = OmegaConf.select(node, key) if isinstance(node, DictConfig) else node[int(key)]
+        yield child_path, value
+        yield from _leaves(value, child_path)
+
+
+def _matches(pattern: str, path: str) -> bool:
+    parts, keys = pattern.split("."), path.split(".")
+    return len(parts) == len(keys) and all(p in ("*", k) for p, k in zip(parts, keys))
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Raise :class:`PreflightError` for the first value that :data:`VALUE_RULES` refuses,
+    e.g. ``optim.iterations must be a whole number >= 1; got 0``."""
+    for path, value in _leaves(cfg):
+        for pattern, valid, expected in VALUE_RULES:
+            if _matches(pattern, path) and not isinstance(value, (DictConfig, ListConfig)):
+                if not valid(value):
+                    raise PreflightError(f"{path} must be {expected}; got {value!r}")
+
+
+# -- keys no constructor takes -----------------------------------------------------------------
+
+_HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def _parameters(target: str) -> set[str] | None:
+    """The keyword parameters that ``target`` takes, or None when it takes any (``**kwargs``)
+    or cannot be inspected."""
+    from hydra._internal.utils import _locate
+
+    try:
+        signature = inspect.signature(_locate(target))
+    except (ImportError, ValueError, TypeError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values()):
+        return None
+    return {
+        name
+        for name, p in signature.parameters.items()
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+def check_unknown_keys(cfg: DictConfig) -> None:
+    """Raise :class:`PreflightError` for a key that the ``_target_`` of its group does not
+    take (``+optim.iteration=60``), naming the valid keys."""
+    nodes = [("", cfg)] + [
+        (path, value) for path, value in _leaves(cfg) if isinstance(value, DictConfig)
+    ]
+    for path, node in nodes:
+        if "_target_" not in node:
+            continue
+        valid = _parameters(str(node._target_))
+        if valid is None:
+            continue
+        unknown = sorted(set(node.keys()) - valid - _HYDRA_KEYS)
+        if unknown:
+            where = f"{path}." if path else ""
+            raise PreflightError(
+                f"unknown key {where}{unknown[0]} ({node._target_.rsplit('.', 1)[-1]}); "
+                f"valid keys of {path or 'the config'}: {', '.join(sorted(valid))}"
+            )
 
 
 def check_kernel_supervisor(cfg: DictConfig) -> None:
@@ -213,3 +342,80 @@ class Preflight(Callback):
             check_data(config)
         except PreflightError as error:
             fail(str(error))
+
+
+# -- Hydra's composition errors, in one line -----------------------------------------------------
+
+
+def composition_message(error: Exception, config_dir: Path, config_name: str) -> str:
+    """One line for a Hydra composition error: an unknown option of a group lists the valid
+    ones, an unknown key lists the keys of its node; anything else is Hydra's first line."""
+    text = f"{error}\n{error.__cause__ or ''}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    missing = re.search(r"Could not find '([^']+)/([^'/]+)'", text)
+    if missing:
+        group, name = missing.groups()
+        options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
+        return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
+    override = re.search(r"Could not override '([^']+)'", text)
+    if override and "is not in struct" in text:
+        key = override.group(1)
+        parent, _, leaf = key.rpartition(".")
+        keys = _keys_of(config_dir, config_name, parent)
+        where = f"of {parent}" if parent else "at the top level"
+        listed = f"; keys {where}: {', '.join(keys)}" if keys else ""
+        return f"unknown key {key}{listed}"
+    from hydra.errors import OverrideParseException
+
+    if isinstance(error, OverrideParseException):
+        bad = next((a for a in sys.argv[1:] if not a.startswith("-") and _unparsable(a)), None)
+        return f"cannot parse the override {bad!r}: {lines[0]}" if bad else lines[0]
+    return lines[0] if lines else type(error).__name__
+
+
+def _unparsable(argument: str) -> bool:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        OverridesParser.create().parse_overrides([argument])
+    except Exception:  # noqa: BLE001 - any parse failure names this argument
+        return True
+    return False
+
+
+def _keys_of(config_dir: Path, config_name: str, parent: str) -> list[str]:
+    """The keys of ``parent`` in the primary config with the command line's other group
+    choices, or [] when that cannot be composed."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    groups = {p.name for p in config_dir.iterdir() if p.is_dir()}
+    choices = [a for a in sys.argv[1:] if a.split("=")[0].lstrip("+~") in groups and "," not in a]
+    try:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name=config_name, overrides=choices)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # noqa: BLE001 - the list is a courtesy; the message stands without it
+        return []
+    if not isinstance(node, DictConfig):
+        return []
+    return sorted(key for key in node.keys() if key not in _HYDRA_KEYS and key != "hydra")
+
+
+def run_hydra_main(main: Callable[[], Any], config_dir: Path, config_name: str) -> None:
+    """Call a ``@hydra.main`` entry point; a composition error (unknown preset or option,
+    unknown key, bad override syntax) ends in one line on stderr and exit 2 instead of
+    Hydra's page. ``HYDRA_FULL_ERROR=1`` keeps Hydra's own report."""
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        main()
+        return
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing
+    try:
+        main()
+    except (ConfigCompositionException, OverrideParseException) as error:
+        fail(composition_message(error, config_dir, config_name))
+    finally:
+        os.environ.pop("HYDRA_FULL_ERROR", None)

@@ -105,6 +105,24 @@ def completed_record(
 SUPERSEDED_DIR = ".superseded"
 
 
+def discard_unused_run_folder(folder: Path, hydra_subdir: str | None) -> bool:
+    """Remove a run folder that a run ending before its first image leaves behind, when it
+    holds nothing but what Hydra wrote into it (its ``.hydra/`` and the job's ``*.log``).
+    Anything else (an image's folder, a summary, a user's file) keeps the folder as it is."""
+    try:
+        children = list(folder.iterdir())
+    except OSError:
+        return False
+    if not all(
+        (child.is_dir() and child.name == hydra_subdir)
+        or (child.is_file() and child.suffix == ".log")
+        for child in children
+    ):
+        return False
+    shutil.rmtree(folder, ignore_errors=True)
+    return not folder.exists()
+
+
 def set_aside(folder: Path) -> Path | None:
     """Move a finished image about to be redone out of the way, never deleting it.
 

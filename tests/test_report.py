@@ -9,29 +9,57 @@ import numpy as np
 import pytest
 import yaml
 
-from weakdeblur.report import collect, main, report
+from weakdeblur.report import (
+    MISSING,
+    collect,
+    main,
+    per_image_rows,
+    per_image_table,
+    print_table,
+    psnr_vs_iteration_figure,
+    report,
+    summarise,
+    summary_table,
+)
 
 
-def fake_image(folder, name, status="ok", **metrics):
+def fake_image(folder, name, status="ok", logged=(10, 20), **metrics):
     image = folder / name
     image.mkdir(parents=True)
     record = {"name": name, "status": status, **metrics}
     (image / "metrics.json").write_text(json.dumps(record))
-    history = [{"iteration": float(i), "psnr": 20.0 + i / 10} for i in (10, 20)]
+    history = [{"iteration": float(i), "psnr": 20.0 + i / 10} for i in logged]
     (image / "history.json").write_text(json.dumps(history))
     picture = (np.arange(32 * 32).reshape(32, 32) % 256).astype(np.uint8)
     for file in ("blurry.png", "x.png", "k.png", "sharp.png"):
         iio.imwrite(image / file, picture)
 
 
-def fake_job(sweep, subdir, experiment, overrides, images):
+def fake_job(sweep, subdir, experiment, overrides, images, logged=(10, 20)):
     job = sweep / subdir
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"experiment": experiment}))
     (job / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
     for name, status, metrics in images:
-        fake_image(job, name, status, **metrics)
+        fake_image(job, name, status, logged, **metrics)
     return job
+
+
+def cells(line):
+    """The stripped cells of one Markdown table line."""
+    return [cell.strip() for cell in line.strip().removeprefix("|").removesuffix("|").split("|")]
+
+
+def table_lines(text, first_header):
+    """The lines of the Markdown table whose first header cell is ``first_header``."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    return lines[start:end]
+
+
+def boundaries(line, separator="|"):
+    return [i for i, char in enumerate(line) if char == separator]
 
 
 def scores(psnr, ssim, iterations=100, seconds=2.0, **extra):
@@ -95,8 +123,10 @@ def test_report_on_two_fake_sweeps_gives_the_right_means_and_files(two_sweeps, t
         ("a", "im4", "interrupted"),
     }
     text = (out / "results.md").read_text()
-    assert "| a | 4 (3) | 23.00 ± 3.61 | 0.6667 ± 0.1528 |" in text
-    assert "| im3 | a | ok | – | 27.00 |" in text
+    summary = {cells(line)[0]: cells(line) for line in table_lines(text, "experiment")}
+    assert summary["a"][:4] == ["a", "4 (3)", "23.00 ± 3.61", "0.6667 ± 0.1528"]
+    per_image = [cells(line) for line in table_lines(text, "image")]
+    assert ["im3", "a", "ok", MISSING, "27.00"] in [row[:5] for row in per_image]
     for figure in ("psnr_vs_iteration.png", "stop_iterations.png", "montage_im1.png"):
         assert (out / figure).stat().st_size > 1000
         assert f"({figure})" in text
@@ -132,3 +162,84 @@ def test_cli_writes_into_path_report_by_default(two_sweeps, capsys):
     assert "PSNR" in capsys.readouterr().out
     # the report folder is not mistaken for results the next time
     assert main([str(first)]) == 0
+
+
+def test_a_run_of_one_logged_point_per_image_is_plotted_with_markers(tmp_path):
+    fake_job(
+        tmp_path / "sweep",
+        "+exp=a",
+        "a",
+        ["+exp=a"],
+        [("im1", "ok", scores(20.0, 0.5)), ("im2", "ok", scores(22.0, 0.7))],
+        logged=(10,),
+    )
+    figure = psnr_vs_iteration_figure(collect([tmp_path / "sweep"]))
+    lines = figure.axes[0].get_lines()
+    assert len(lines) == 3  # two images (thin) and their mean
+    for line in lines:
+        assert len(line.get_xdata()) == 1
+        assert line.get_visible() and line.get_marker() not in (None, "", " ", "None")
+        assert line.get_markersize() > 0
+    mean = max(lines, key=lambda line: line.get_alpha() or 1.0)
+    assert list(mean.get_ydata()) == pytest.approx([21.0])  # 20 + 10/10 for both images
+    # the point lies inside the axes, not on an edge where it would be clipped
+    (x0, x1), (y0, y1) = figure.axes[0].get_xlim(), figure.axes[0].get_ylim()
+    assert x0 < 10 < x1 and y0 < 21 < y1
+    figure.clf()
+
+
+def test_long_curves_stay_plain_lines(tmp_path):
+    fake_job(
+        tmp_path / "sweep",
+        "+exp=a",
+        "a",
+        ["+exp=a"],
+        [("im1", "ok", scores(20.0, 0.5))],
+        logged=range(0, 500, 10),
+    )
+    figure = psnr_vs_iteration_figure(collect([tmp_path / "sweep"]))
+    assert all(line.get_marker() in (None, "", " ", "None") for line in figure.axes[0].get_lines())
+    figure.clf()
+
+
+def test_per_image_table_has_a_mean_row_over_the_present_values(two_sweeps):
+    images = per_image_rows(collect(list(two_sweeps)))
+    rows = {(row[0], row[1]): row for row in map(cells, per_image_table(images)[2:])}
+    header = cells(per_image_table(images)[0])
+    psnr, lpips, iterations = (header.index(h) for h in ("PSNR (dB)", "LPIPS", "iterations"))
+    # a: 20, 22, 27 present, im4 (interrupted) has none
+    assert float(rows["mean", "a"][psnr]) == pytest.approx(statistics.fmean([20.0, 22.0, 27.0]))
+    assert float(rows["mean", "a"][lpips]) == pytest.approx(0.2)
+    assert rows["mean", "a"][2] == "3/4 ok"
+    # b: only im1 has values; no image of b has an LPIPS
+    assert float(rows["mean", "b"][psnr]) == pytest.approx(30.0)
+    assert rows["mean", "b"][iterations] == "40"
+    assert rows["mean", "b"][lpips] == MISSING
+    assert rows["im2", "b"][psnr] == MISSING
+    # the mean rows come last, after every image
+    assert [key for key in rows if key[0] == "mean"] == list(rows)[-2:]
+
+
+def test_missing_values_keep_the_columns_of_the_markdown_tables(two_sweeps):
+    results = collect(list(two_sweeps))
+    for table in (summary_table(summarise(results)), per_image_table(per_image_rows(results))):
+        header, rule, *body = table
+        columns = list(zip(*map(cells, body), strict=True))
+        assert any(MISSING in column and set(column) != {MISSING} for column in columns)
+        for line in [rule, *body]:
+            assert len(cells(line)) == len(cells(header))
+            assert len(line) == len(header) and boundaries(line) == boundaries(header)
+        # numbers and the missing mark are right-aligned: they end at the column's right edge
+        edges = boundaries(header)
+        for line in body:
+            for cell_end in edges[4:]:
+                assert line[cell_end - 2] != " "
+
+
+def test_missing_values_keep_the_columns_of_the_printed_table(two_sweeps, capsys):
+    print_table(summarise(collect(list(two_sweeps))))
+    lines = capsys.readouterr().out.splitlines()
+    body = [line for line in lines if line.startswith("│")]
+    assert len(body) == 2 and MISSING in cells(body[1].replace("│", "|"))  # b has no LPIPS
+    for line in body:
+        assert len(line) == len(body[0]) and boundaries(line, "│") == boundaries(body[0], "│")

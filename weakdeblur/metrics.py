@@ -165,6 +165,35 @@ def lpips_backbone_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / LPIPS_BACKBONE
 
 
+def notice_marker() -> Path:
+    """The file whose presence says the missing-backbone notice was shown on this machine."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "weakdeblur" / "lpips_notice_shown"
+
+
+def missing_backbone_notice(reason: str) -> None:
+    """The missing LPIPS backbone, said in full once per machine (a warning that says how to
+    enable LPIPS), then in one short info line per run."""
+    marker = notice_marker()
+    if marker.exists():
+        log.info("%s: LPIPS is skipped (docs/running.md, 'LPIPS')", reason)
+        return
+    log.warning(
+        "%s; LPIPS is skipped. To enable it, put torchvision's AlexNet weights %s there "
+        "(on a machine with internet: python -c \"import torchvision; "
+        "torchvision.models.alexnet(weights='DEFAULT')\" fills the cache; or point TORCH_HOME "
+        "at a cache that has them); metrics.lpips=false turns LPIPS off. This notice is shown "
+        "once; later runs say it in one line.",
+        reason,
+        LPIPS_BACKBONE,
+    )
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:  # a read-only home: the notice stays a warning
+        pass
+
+
 class LPIPSMetric:
     """LPIPS (AlexNet) when its backbone weights are in the torch hub cache.
 
@@ -190,11 +219,7 @@ class LPIPSMetric:
             return
         if not self.random_backbone and not lpips_backbone_path().is_file():
             self._unavailable_reason = f"LPIPS backbone not found at {lpips_backbone_path()}"
-            log.warning(
-                "%s; LPIPS is skipped (copy %s there, or set TORCH_HOME, to enable it)",
-                self._unavailable_reason,
-                LPIPS_BACKBONE,
-            )
+            missing_backbone_notice(self._unavailable_reason)
             return
         if not self.random_backbone:
             # torchvision reads the cached backbone with weights_only=False: check it first

@@ -39,9 +39,12 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger("weakdeblur.report")
 
@@ -77,6 +80,9 @@ NEUTRAL_OVERRIDES = (
     "experiment",
 )
 SKIPPED_FOLDERS = {"wandb", ".submitit", ".hydra", "report"}
+MISSING = "-"  # the cell of a value that does not exist
+# curves with fewer points than this get markers (one logged point draws no line)
+FEW_POINTS = 20
 
 
 class ReportError(Exception):
@@ -246,13 +252,19 @@ def summarise(results: Sequence[ImageResult]) -> list[dict[str, Any]]:
 
 
 def _cell(value: Any, fmt: str) -> str:
-    return "–" if value is None else format(value, fmt)
+    return MISSING if value is None else format(value, fmt)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    """The mean of the values present (``None`` when none is)."""
+    present = [value for value in values if value is not None]
+    return statistics.fmean(present) if present else None
 
 
 def mean_std(row: dict[str, Any], metric: str) -> str:
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if mean is None:
-        return "–"
+        return MISSING
     fmt = FORMATS[metric]
     return format(mean, fmt) + ("" if std is None else f" ± {format(std, fmt)}")
 
@@ -289,8 +301,17 @@ def _plt():
     return plt
 
 
-def plot_psnr_vs_iteration(results: Sequence[ImageResult], path: Path) -> bool:
-    """Mean PSNR over the images at each logged iteration (thick) and each image (thin)."""
+def _markers(points: int, size: float) -> dict[str, Any]:
+    """Line style keywords that show a curve of ``points`` points: markers when it has few."""
+    return {"marker": "o", "markersize": size} if points < FEW_POINTS else {}
+
+
+def psnr_vs_iteration_figure(results: Sequence[ImageResult]) -> Figure | None:
+    """The figure of :func:`plot_psnr_vs_iteration` (``None`` when no image logged PSNR).
+
+    Curves of fewer than :data:`FEW_POINTS` points get markers, so that a short run (one
+    logged point per image) is visible: a line through one point draws nothing.
+    """
     plt = _plt()
     figure, axis = plt.subplots(figsize=(5.5, 3.6), dpi=90)
     drawn = False
@@ -304,22 +325,33 @@ def plot_psnr_vs_iteration(results: Sequence[ImageResult], path: Path) -> bool:
             if not points:
                 continue
             xs, ys = zip(*points, strict=True)
-            axis.plot(xs, ys, color=colour, alpha=0.25, linewidth=0.8)
+            axis.plot(xs, ys, color=colour, alpha=0.25, linewidth=0.8, **_markers(len(xs), 2.5))
             for x, y in points:
                 curves.setdefault(x, []).append(y)
         if curves:
             xs = sorted(curves)
-            axis.plot(xs, [statistics.fmean(curves[x]) for x in xs], color=colour, label=label)
+            means = [statistics.fmean(curves[x]) for x in xs]
+            axis.plot(xs, means, color=colour, label=label, **_markers(len(xs), 4))
             drawn = True
-    if drawn:
-        axis.set_xlabel("iteration")
-        axis.set_ylabel("PSNR (dB), aligned")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=7)
-        figure.tight_layout()
-        figure.savefig(path)
-    plt.close(figure)
-    return drawn
+    if not drawn:
+        plt.close(figure)
+        return None
+    axis.set_xlabel("iteration")
+    axis.set_ylabel("PSNR (dB), aligned")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def plot_psnr_vs_iteration(results: Sequence[ImageResult], path: Path) -> bool:
+    """Mean PSNR over the images at each logged iteration (thick) and each image (thin)."""
+    figure = psnr_vs_iteration_figure(results)
+    if figure is None:
+        return False
+    figure.savefig(path)
+    _plt().close(figure)
+    return True
 
 
 def plot_stop_iterations(results: Sequence[ImageResult], path: Path) -> bool:
@@ -398,9 +430,27 @@ def plot_montage(name: str, results: Sequence[ImageResult], path: Path) -> bool:
 # ---------------------------------------------------------------- outputs
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
-    return lines + ["| " + " | ".join(cells) + " |" for cells in rows]
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text: int = 1) -> list[str]:
+    """A Markdown table whose plain text is aligned too: every cell padded to its column's
+    width, the first ``text`` columns left-aligned, the others (numbers, :data:`MISSING`)
+    right-aligned."""
+    from rich.cells import cell_len
+
+    widths = [
+        max(3, *(cell_len(cells[i]) for cells in [header, *rows])) for i in range(len(header))
+    ]
+
+    def line(cells: Sequence[str]) -> str:
+        padded = [
+            (cell + " " * (width - cell_len(cell)))
+            if i < text
+            else (" " * (width - cell_len(cell)) + cell)
+            for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rule = [("-" * w) if i < text else ("-" * (w - 1) + ":") for i, w in enumerate(widths)]
+    return [line(header), line(rule), *map(line, rows)]
 
 
 def summary_table(summary: list[dict[str, Any]]) -> list[str]:
@@ -411,18 +461,37 @@ def summary_table(summary: list[dict[str, Any]]) -> list[str]:
         + [mean_std(row, metric) for metric in METRICS]
         for row in summary
     ]
-    return _table(header, rows)
+    return _table(header, rows, text=1)
+
+
+def mean_rows(images: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per experiment, a row ``image = "mean"``: each column's mean over the images where
+    it is present (any status; ``None`` where no image has it); ``status`` counts the ok."""
+    rows = []
+    for label in sorted({row["experiment"] for row in images}):
+        mine = [row for row in images if row["experiment"] == label]
+        ok = sum(row["status"] == "ok" for row in mine)
+        row: dict[str, Any] = {
+            "experiment": label,
+            "image": "mean",
+            "status": f"{ok}/{len(mine)} ok",
+        }
+        for key in ("blurry_psnr", *METRICS):
+            row[key] = _mean([r[key] for r in mine])
+        rows.append(row)
+    return rows
 
 
 def per_image_table(images: list[dict[str, Any]]) -> list[str]:
-    """The per-image table (Markdown lines), by image then experiment."""
+    """The per-image table (Markdown lines), by image then experiment, then the mean rows."""
     header = ["image", "experiment", "status", "blurry PSNR", *(HEADERS[m] for m in METRICS)]
+    ordered = sorted(images, key=lambda r: (r["image"], r["experiment"])) + mean_rows(images)
     rows = [
         [row["image"], row["experiment"], row["status"], _cell(row["blurry_psnr"], ".2f")]
         + [_cell(row[metric], FORMATS[metric]) for metric in METRICS]
-        for row in sorted(images, key=lambda r: (r["image"], r["experiment"]))
+        for row in ordered
     ]
-    return _table(header, rows)
+    return _table(header, rows, text=3)
 
 
 def markdown(
@@ -441,7 +510,14 @@ def markdown(
         "",
     ]
     lines += summary_table(summary)
-    lines += ["", "## Per image", ""]
+    lines += [
+        "",
+        "## Per image",
+        "",
+        f"`{MISSING}`: no value. The `mean` rows average each column over the images that "
+        "have a value there (any status).",
+        "",
+    ]
     lines += per_image_table(images)
     if figures:
         lines += ["", "## Figures", ""]

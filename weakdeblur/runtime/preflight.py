@@ -189,7 +189,7 @@ def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
 
 def _matches(pattern: str, path: str) -> bool:
     parts, keys = pattern.split("."), path.split(".")
-    return len(parts) == len(keys) and all(p in ("*", k) for p, k in zip(parts, keys))
+    return len(parts) == len(keys) and all(p in ("*", k) for p, k in zip(parts, keys, strict=True))
 
 
 def check_values(cfg: DictConfig) -> None:

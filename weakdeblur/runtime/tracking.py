@@ -293,6 +293,8 @@ class WandbTracker(Tracker):
         directory: where W&B writes its files (the run's output folder).
         init_timeout: seconds ``wandb.init`` may take (W&B's default: 90).
         init_retries: retries of W&B's server requests at start (``None``: W&B's default).
+        quiet: W&B's own terminal output kept to its warnings (``wandb.Settings(quiet=True)``:
+            no run banner, history or summary at the end of each image); ``False`` shows it.
 
     If an online ``wandb.init`` fails (server unreachable, bad key), one warning is
     logged and this and every later image are logged offline (``wandb sync`` uploads
@@ -312,6 +314,7 @@ class WandbTracker(Tracker):
         directory: str | Path | None = None,
         init_timeout: float | None = None,
         init_retries: int | None = None,
+        quiet: bool = True,
     ):
         from weakdeblur.runtime.secrets import config_secrets, environment_secrets, scrub
 
@@ -322,6 +325,7 @@ class WandbTracker(Tracker):
         self.secrets = environment_secrets() | config_secrets(dict(run_config or {}))
         self.run_config = scrub(dict(run_config or {}), self.secrets)
         self.init_timeout, self.init_retries = init_timeout, init_retries
+        self.quiet = quiet
         self.directory = Path(directory) if directory else None
         self.run = None
 
@@ -350,7 +354,7 @@ class WandbTracker(Tracker):
     def _init(self, wandb: Any, sample: Sample, info: Mapping[str, Any]) -> Any:
         from weakdeblur.runtime.secrets import argv_scrubbed
 
-        settings: dict[str, Any] = {}
+        settings: dict[str, Any] = {"quiet": bool(self.quiet)}
         if self.init_timeout is not None:
             settings["init_timeout"] = float(self.init_timeout)
         if self.init_retries is not None:

@@ -186,23 +186,36 @@ OPTIM_KEYS = "gamma, iterations, log_every, lr_image, lr_kernel, milestones, sna
         (["optim.iterations=0"], "optim.iterations must be a whole number >= 1; got 0"),
         (["optim.iterations=-5"], "optim.iterations must be a whole number >= 1; got -5"),
         (["optim.log_every=0"], "optim.log_every must be a whole number >= 1; got 0"),
-        (["optim.snapshot_every=-1"], "optim.snapshot_every must be a whole number >= 0 "
-         "(0: no snapshots); got -1"),
+        (
+            ["optim.snapshot_every=-1"],
+            "optim.snapshot_every must be a whole number >= 0 (0: no snapshots); got -1",
+        ),
         (["stopping.check_every=0"], "stopping.check_every must be a whole number >= 1; got 0"),
-        (["data.kernel_size=-3"], "data.kernel_size must be a whole number >= 1, or a pair of "
-         "them; got -3"),
+        (
+            ["data.kernel_size=-3"],
+            "data.kernel_size must be a whole number >= 1, or a pair of them; got -3",
+        ),
         (["seed=-1"], "seed must be a whole number in [0, 2^63); got -1"),
         (["optim.lr_image=0"], "optim.lr_image must be a number > 0; got 0"),
-        (["+exp=weak_only", "loss.terms.weak.weight=-0.1"],
-         "loss.terms.weak.weight must be a number >= 0; got -0.1"),
-        (["+optim.iteration=60"],
-         f"unknown key optim.iteration (OptimSettings); valid keys of optim: {OPTIM_KEYS}"),
+        (
+            ["+exp=weak_only", "loss.terms.weak.weight=-0.1"],
+            "loss.terms.weak.weight must be a number >= 0; got -0.1",
+        ),
+        (
+            ["+optim.iteration=60"],
+            f"unknown key optim.iteration (OptimSettings); valid keys of optim: {OPTIM_KEYS}",
+        ),
         (["optim.iteration=60"], f"unknown key optim.iteration; keys of optim: {OPTIM_KEYS}"),
-        (["+exp=nope"], "unknown exp 'nope'; choose one of: nonuniform, nonuniform_weak_rec_es, "
-         "oracle, rec_only, selfdeblur, selfdeblur_wmv, weak_only, weak_only_es, weak_rec, "
-         "weak_rec_es"),
-        (["optim.iterations=[1"],
-         "cannot parse the override 'optim.iterations=[1': no viable alternative at input '[1'"),
+        (
+            ["+exp=nope"],
+            "unknown exp 'nope'; choose one of: nonuniform, nonuniform_weak_rec_es, "
+            "oracle, rec_only, selfdeblur, selfdeblur_wmv, weak_only, weak_only_es, weak_rec, "
+            "weak_rec_es",
+        ),
+        (
+            ["optim.iterations=[1"],
+            "cannot parse the override 'optim.iterations=[1': no viable alternative at input '[1'",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
 )
@@ -226,7 +239,9 @@ def test_an_unreadable_image_path_is_one_line_before_any_work(tmp_path):
         inputs: f"is a folder: {inputs} (use data=folder data.root={inputs})",
     }
     for path, message in cases.items():
-        refused = run(tmp_path / "out", data=["data=image", f"data.path={path}", "data.kernel_size=5"])
+        refused = run(
+            tmp_path / "out", data=["data=image", f"data.path={path}", "data.kernel_size=5"]
+        )
         assert refused.returncode == 2, said(refused)
         assert error_lines(refused) == [f"weakdeblur: error: {message}"]
         assert "pip install" not in said(refused)

@@ -110,8 +110,11 @@ def recorded_arithmetic(ours: list[float], recordings: dict[str, list[float]]) -
     iteration 1 (the first after a backward pass and an Adam step) equals ours to the printed
     digits."""
     return next(
-        (cpu for cpu, losses in recordings.items()
-         if relative_differences(ours[1:2], losses[1:2])[0] < SAME_ARITHMETIC),
+        (
+            cpu
+            for cpu, losses in recordings.items()
+            if relative_differences(ours[1:2], losses[1:2])[0] < SAME_ARITHMETIC
+        ),
         None,
     )
 
@@ -139,7 +142,9 @@ def demo_losses() -> list[float]:
     torch.set_num_threads(1)
     try:
         result: Result = paper_solver(50, log_every=1).run(
-            demo_sample(), seed=123, seed_mode="reference"  # the seed plays no part
+            demo_sample(),
+            seed=123,
+            seed_mode="reference",  # the seed plays no part
         )
     finally:
         torch.set_num_threads(threads)
@@ -183,7 +188,9 @@ def test_reference_mode_reproduces_the_psnr_at_1000_iterations_on_levin(levin_ro
     source = LevinDataset(levin_root, recorded["kernel_sizes"], crop=recorded["crop"])
     sample = source.load(recorded["image"])
     first = paper_solver(2, log_every=1).run(sample, seed_mode="reference")
-    cpu = recorded_arithmetic([row["fidelity"] for row in first.history], recorded["losses_first_50"])
+    cpu = recorded_arithmetic(
+        [row["fidelity"] for row in first.history], recorded["losses_first_50"]
+    )
     if cpu is None:
         pytest.skip(f"no recorded Levin run shares this CPU's float arithmetic ({this_cpu()})")
     score = Evaluator(lpips=LPIPSMetric(False)).progress(sample)

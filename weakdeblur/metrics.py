@@ -180,7 +180,7 @@ def missing_backbone_notice(reason: str) -> None:
         return
     log.warning(
         "%s; LPIPS is skipped. To enable it, put torchvision's AlexNet weights %s there "
-        "(on a machine with internet: python -c \"import torchvision; "
+        '(on a machine with internet: python -c "import torchvision; '
         "torchvision.models.alexnet(weights='DEFAULT')\" fills the cache; or point TORCH_HOME "
         "at a cache that has them); metrics.lpips=false turns LPIPS off. This notice is shown "
         "once; later runs say it in one line.",

@@ -148,7 +148,11 @@ VALUE_RULES: list[Rule] = [
     ("optim.lr_image", lambda v: _number(v) and v > 0, "a number > 0"),
     ("optim.lr_kernel", lambda v: _number(v) and v > 0, "a number > 0"),
     ("optim.gamma", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
-    ("optim.milestones.*", lambda v: _number(v) and 0 < v < 1, "a fraction of the budget in (0, 1)"),
+    (
+        "optim.milestones.*",
+        lambda v: _number(v) and 0 < v < 1,
+        "a fraction of the budget in (0, 1)",
+    ),
     ("stopping.check_every", lambda v: _whole(v, 1), "a whole number >= 1"),
     ("stopping.members.*.check_every", lambda v: _whole(v, 1), "a whole number >= 1"),
     ("data.kernel_size", lambda v: _whole(v, 1), "a whole number >= 1, or a pair of them"),

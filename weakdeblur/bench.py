@@ -73,6 +73,7 @@ VARIANTS = {
     # bf16: run where the device computes it natively (weakdeblur.speed.bf16_supported)
     "bf16": dict(bf16=True),
     "bf16+channels_last": dict(bf16=True, channels_last=True),
+    "bf16+channels_last+compile": dict(bf16=True, channels_last=True, compile=True),
     # GPU paths (run on CUDA only)
     "cudnn_benchmark": dict(cudnn_benchmark=True),
     "tf32": dict(tf32=True),
@@ -82,7 +83,7 @@ VARIANTS = {
     ),
 }
 GPU_ONLY = {"cudnn_benchmark", "tf32", "compile_reduce_overhead", "gpu_all"}
-NATIVE_BF16_ONLY = {"bf16", "bf16+channels_last", "gpu_all"}
+NATIVE_BF16_ONLY = {"bf16", "bf16+channels_last", "bf16+channels_last+compile", "gpu_all"}
 TINY_WIDTHS = dict(
     channels_down=[16] * 3, channels_up=[16] * 3, channels_skip=[4] * 3, non_local_scales=[2]
 )

@@ -309,20 +309,28 @@ def isolated(function, *args):
 
 
 def profile(
-    size: int, kernel_size: int, device: str, tiny: bool, threads: int, rows: int = 25
+    size: int,
+    kernel_size: int,
+    device: str,
+    tiny: bool,
+    threads: int,
+    rows: int = 25,
+    variant: str = "eager",
 ) -> str:
-    """The top operators (self CPU time) of 3 eager iterations after 2 warm-up iterations."""
+    """The top operators (self CPU time) of 3 iterations of ``variant`` after 2 warm-up
+    iterations."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
     set_threads(threads)
     sample = synthetic(size, kernel_size)
-    make_solver(2, device, tiny).run(sample, seed=0)
+    speed = SpeedSettings(**{**EAGER, **VARIANTS[variant]})
+    make_solver(2, device, tiny, speed).run(sample, seed=0)
     activities = [ProfilerActivity.CPU] + (
         [ProfilerActivity.CUDA] if device.startswith("cuda") else []
     )
     with torch_profile(activities=activities) as prof:
-        make_solver(3, device, tiny).run(sample, seed=0)
+        make_solver(3, device, tiny, speed).run(sample, seed=0)
     sort = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=sort, row_limit=rows, max_name_column_width=40)
 
@@ -364,7 +372,9 @@ def main(argv: list[str] | None = None) -> None:
         "--rounds", type=int, default=3, help="interleaved timing rounds (the median is reported)"
     )
     parser.add_argument(
-        "--profile", action="store_true", help="print the top ops of an eager iteration and exit"
+        "--profile",
+        action="store_true",
+        help="print the top ops of an iteration of the first of --variants (default eager) and exit",
     )
     parser.add_argument(
         "--in-process", action="store_true", help="no fresh process per measurement"
@@ -407,7 +417,8 @@ def main(argv: list[str] | None = None) -> None:
         + (f" gpu={torch.cuda.get_device_name()}" if cuda else "")
     )
     if args.profile:
-        print(profile(sizes[-1], kernel_size, device, tiny, args.threads))
+        chosen = args.variants.split(",")[0] if args.variants else "eager"
+        print(profile(sizes[-1], kernel_size, device, tiny, args.threads, variant=chosen))
         return
     memory = "peak alloc MB" if cuda else "peak RSS MB"
     print(

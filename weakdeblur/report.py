@@ -24,6 +24,13 @@ Written to ``--out`` (default: ``<PATH>/report`` for one path, else ``./report``
   (per image: y, then x̂ and k̂ of each experiment, then the ground truth x and k).
 
 A rich table of the per-experiment means is printed to the terminal.
+
+``--paired BASELINE CANDIDATE`` compares two methods on the same images and seeds
+(:mod:`weakdeblur.paired`): a method is a report label without its ``seed=`` part, so a sweep
+``-m +exp=selfdeblur,weak_rec_es seed=0,1,2`` has the methods ``selfdeblur`` and
+``weak_rec_es``. Per image the mean over the seeds both have, the paired difference with a
+bootstrap interval over images, wins and losses: ``paired.md`` / ``paired.json``, a section of
+``results.md``, and one line on the terminal.
 """
 
 from __future__ import annotations
@@ -42,6 +49,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from weakdeblur.paired import PairedComparison, PairingError, compare
+from weakdeblur.paired import markdown as paired_markdown
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -224,6 +234,49 @@ def collect(paths: Sequence[str | Path]) -> list[ImageResult]:
     if not newest:
         raise ReportError("run folders found, but no image has a metrics.json yet")
     return sorted(newest.values(), key=lambda i: (i.run.label, i.name))
+
+
+# ---------------------------------------------------------------- paired comparison
+
+
+def method_label(run: Run) -> str:
+    """The run's label without its ``seed=`` part: the method whose seeds are paired."""
+    return " ".join(part for part in run.label.split(" ") if not part.startswith("seed="))
+
+
+def draws(results: Sequence[ImageResult], method: str, metric: str) -> dict[tuple[str, int], float]:
+    """``(image, seed) → metric`` of the finished images of ``method``."""
+    found: dict[tuple[str, int], float] = {}
+    for result in results:
+        value = result.value(metric)
+        if method_label(result.run) != method or result.status != "ok" or value is None:
+            continue
+        found[(result.name, int(result.metrics.get("seed", 0)))] = value
+    return found
+
+
+def paired_comparison(
+    results: Sequence[ImageResult],
+    baseline: str,
+    candidate: str,
+    metric: str = "psnr",
+    resamples: int = 10_000,
+) -> PairedComparison:
+    """:func:`weakdeblur.paired.compare` of two methods found in ``results``."""
+    methods = sorted({method_label(r.run) for r in results})
+    for name in (baseline, candidate):
+        if name not in methods:
+            raise ReportError(f"no method {name!r}; methods found: {', '.join(methods)}")
+    try:
+        return compare(
+            draws(results, baseline, metric),
+            draws(results, candidate, metric),
+            metric=metric,
+            names=(baseline, candidate),
+            resamples=resamples,
+        )
+    except PairingError as error:
+        raise ReportError(str(error)) from error
 
 
 # ---------------------------------------------------------------- tables
@@ -499,6 +552,7 @@ def markdown(
     images: list[dict[str, Any]],
     sources: Sequence[Path],
     figures: Sequence[str],
+    paired: PairedComparison | None = None,
 ) -> str:
     lines = ["# Results", "", "Sources:", ""]
     lines += [f"- `{_display(source)}`" for source in sources]
@@ -510,6 +564,9 @@ def markdown(
         "",
     ]
     lines += summary_table(summary)
+    if paired is not None:
+        lines += ["", "## Paired comparison (same images and seeds)", ""]
+        lines += paired_markdown(paired)
     lines += [
         "",
         "## Per image",
@@ -557,10 +614,16 @@ def _safe(name: str) -> str:
 
 
 def report(
-    paths: Sequence[str | Path], out: str | Path | None = None, figures: bool = True
+    paths: Sequence[str | Path],
+    out: str | Path | None = None,
+    figures: bool = True,
+    paired: tuple[str, str] | None = None,
+    metric: str = "psnr",
 ) -> Path:
-    """Write the report for ``paths`` into ``out``; return ``out``."""
+    """Write the report for ``paths`` into ``out``; return ``out``. ``paired``: (baseline,
+    candidate) methods to compare on ``metric`` over the same images and seeds."""
     results = collect(paths)
+    comparison = paired_comparison(results, *paired, metric=metric) if paired else None
     if out is None:
         out = Path(paths[0]) / "report" if len(paths) == 1 else Path("report")
     out = Path(out)
@@ -582,11 +645,27 @@ def report(
             if plot_montage(name, results, out / file):
                 written.append(file)
     sources = sorted({r.run.folder for r in results})
-    text = markdown(summary, images, sources, written)
+    if comparison is not None:
+        (out / "paired.md").write_text("\n".join(paired_markdown(comparison)) + "\n")
+        (out / "paired.json").write_text(
+            json.dumps(
+                {
+                    **comparison.summary(),
+                    "per_image": [
+                        {**vars(image), "difference": image.difference}
+                        for image in comparison.images
+                    ],
+                },
+                indent=1,
+            )
+        )
+    text = markdown(summary, images, sources, written, comparison)
     temporary = out / ".results.md.tmp"
     temporary.write_text(text)
     os.replace(temporary, out / "results.md")
     print_table(summary)
+    if comparison is not None:
+        print(paired_markdown(comparison)[0])
     return out
 
 
@@ -604,10 +683,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="output folder (default: PATH/report for one path, else ./report)",
     )
     parser.add_argument("--no-figures", action="store_true", help="tables only")
+    parser.add_argument(
+        "--paired",
+        nargs=2,
+        metavar=("BASELINE", "CANDIDATE"),
+        help="compare two methods (labels without seed=) on the same images and seeds",
+    )
+    parser.add_argument("--metric", default="psnr", help="the metric --paired compares")
     arguments = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        out = report(arguments.paths, arguments.out, figures=not arguments.no_figures)
+        out = report(
+            arguments.paths,
+            arguments.out,
+            figures=not arguments.no_figures,
+            paired=tuple(arguments.paired) if arguments.paired else None,
+            metric=arguments.metric,
+        )
     except ReportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

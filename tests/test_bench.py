@@ -26,10 +26,14 @@ def test_benchmark_runs_in_tiny_mode():
     lines = done.stdout.strip().splitlines()
     assert lines[0].startswith("device=")
     rows = [line.split() for line in lines if line.lstrip().startswith("48x48")]
-    # image kernel variant s/iter x-base x-eager peak first
+    # image kernel variant s/iter x-base x-eager peak first conv-GF/s outside-conv
     assert [row[2] for row in rows] == ["baseline", "eager", "channels_last"]
     assert float(rows[0][4]) == 1.0 and float(rows[1][5]) == 1.0  # the ratios' references
     assert all(float(row[3]) != 0 and float(row[6]) > 0 for row in rows)  # s/iter, peak memory
+    # conv GF/s and the share outside convolutions (the tiny network's 1x1/3x3 convolutions
+    # are a small part of its time: well above 10 % outside, and never all of it)
+    assert all(float(row[8]) > 0 and 10 < float(row[9].rstrip("%")) < 100 for row in rows)
+    assert "profiler_start" not in done.stderr
     part2 = next(index for index, line in enumerate(lines) if line.startswith("part 2"))
     batches = [line.split() for line in lines[part2 + 2 :] if line.split()[0].isdigit()]
     assert [row[0] for row in batches] == ["1", "2"] and float(batches[0][3]) == 1.0

@@ -33,11 +33,13 @@ image at a time, and images per hour at the paper's 5000 iterations.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import platform
 import resource
 import statistics
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -140,6 +142,8 @@ class Timing:
     seconds_per_iteration: float
     first_run: float  # seconds of the warm-up run (compilation, allocator, kernels)
     peak_mb: float
+    conv_gflops: float | None = None  # convolution FLOPs / convolution seconds (CPU profile)
+    outside_conv: float | None = None  # share of the profiled op time outside convolutions
 
 
 def _sync(device: torch.device) -> None:
@@ -230,6 +234,56 @@ def compare(runs: dict, extra: int, rounds: int, device: torch.device) -> dict[s
     }
 
 
+def conv_flops_per_iteration(sample: Sample, device: str, tiny: bool) -> float:
+    """FLOPs of the convolutions (forward and backward) of one iteration of the reference
+    loop, counted by :class:`torch.utils.flop_counter.FlopCounterMode` (every variant computes
+    the same convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        baseline_run(sample, device, tiny, 1, 1)
+    counts = counter.get_flop_counts().get("Global", {})
+    return float(sum(value for op, value in counts.items() if "convolution" in str(op)))
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """File descriptor 2 to /dev/null: the profiler's C++ side prints a line at every start
+    and stop, which would bury the table."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _op_seconds(run, iterations: int) -> tuple[float, float]:
+    """(convolution seconds, all op seconds) of ``run(iterations, iterations)``: the self CPU
+    times of torch.profiler's operators, the convolution ones being those named ``*conv*``."""
+    with _native_stderr_silenced(), torch.autograd.profiler.profile(use_kineto=False) as prof:
+        run(iterations, iterations)
+    events = prof.key_averages()
+    total = sum(event.self_cpu_time_total for event in events) / 1e6
+    conv = sum(event.self_cpu_time_total for event in events if "conv" in event.key.lower()) / 1e6
+    return conv, total
+
+
+def conv_breakdown(run, flops: float, extra: int = 3) -> tuple[float, float]:
+    """(achieved convolution GFLOP/s, share of op time outside convolutions) of ``run`` per
+    iteration: profiles of a 1-iteration and a (1 + ``extra``)-iteration run, differenced so
+    that the set-up (network construction, codes) cancels. The profiler's own cost per call
+    weighs on the many small operators, so the share outside convolutions is an upper bound."""
+    conv_short, total_short = _op_seconds(run, 1)
+    conv_long, total_long = _op_seconds(run, 1 + extra)
+    conv = max(conv_long - conv_short, 1e-12) / extra
+    total = max(total_long - total_short, 1e-12) / extra
+    return flops / conv / 1e9, 1.0 - conv / total
+
+
 def compare_variants(
     variants: list[str],
     size: int,
@@ -251,7 +305,14 @@ def compare_variants(
             iterations, device, tiny, speed, log_every
         ).run(sample, seed=0)
 
-    return compare({v: runner(v) for v in variants}, extra, rounds, torch.device(device))
+    runs = {v: runner(v) for v in variants}
+    timings = compare(runs, extra, rounds, torch.device(device))
+    if torch.device(device).type != "cpu":
+        return timings
+    flops = conv_flops_per_iteration(sample, device, tiny)
+    for name, run in runs.items():
+        timings[name].conv_gflops, timings[name].outside_conv = conv_breakdown(run, flops)
+    return timings
 
 
 def compare_batches(
@@ -427,8 +488,8 @@ def main(argv: list[str] | None = None) -> None:
         "same process)"
     )
     print(
-        f"{'image':>9} {'kernel':>7} {'variant':<24} {'s/iter':>8} {'x base':>8} {'x eager':>8} "
-        f"{memory:>13} {'first run s':>12}"
+        f"{'image':>9} {'kernel':>7} {'variant':<26} {'s/iter':>8} {'x base':>8} {'x eager':>8} "
+        f"{memory:>13} {'first run s':>12} {'conv GF/s':>10} {'outside conv':>13}"
     )
     for size in sizes:
         timings = measure(
@@ -451,10 +512,15 @@ def main(argv: list[str] | None = None) -> None:
                 f"{reference / timing.seconds_per_iteration:8.2f}" if reference else f"{'-':>8}"
                 for reference in references
             )
+            breakdown = (
+                f"{timing.conv_gflops:10.1f} {timing.outside_conv:13.0%}"
+                if timing.conv_gflops is not None
+                else f"{'-':>10} {'-':>13}"
+            )
             print(
-                f"{size:>5}x{size:<3} {kernel_size:>4}x{kernel_size:<2} {variant:<24} "
+                f"{size:>5}x{size:<3} {kernel_size:>4}x{kernel_size:<2} {variant:<26} "
                 f"{timing.seconds_per_iteration:8.3f} {ratios} {timing.peak_mb:13.0f} "
-                f"{timing.first_run:12.1f}",
+                f"{timing.first_run:12.1f} {breakdown}",
                 flush=True,
             )
     if not batches:

@@ -110,3 +110,22 @@ def test_centre_crop_offset():
     assert centre_crop(image, 128)[0, 0, 0, 0] == image[0, 0, 63, 63]
     with pytest.raises(DataError):
         centre_crop(image, 300)
+
+
+def test_one_name_without_brackets_and_an_empty_selection(tmp_path):
+    from weakdeblur.data import DemoDataset
+
+    name = DemoDataset(size=40, true_kernel_size=5, kernel_size=7).names()[0]
+    assert DemoDataset(size=40, true_kernel_size=5, kernel_size=7, images=name).names() == [name]
+    with pytest.raises(DataError, match="data.images is empty"):
+        DemoDataset(size=40, true_kernel_size=5, kernel_size=7, images=[]).names()
+
+
+def test_a_levin_root_one_level_too_high_and_an_empty_folder_say_where(tmp_path):
+    from weakdeblur.data import FolderDataset, LevinDataset
+
+    (tmp_path / "levin").mkdir()
+    with pytest.raises(DataError, match=f"no Levin images .* in {tmp_path} .*use data_root="):
+        LevinDataset(tmp_path, [17] * 8).names()
+    with pytest.raises(DataError, match=f"no images in {tmp_path / 'levin'}"):
+        FolderDataset(tmp_path / "levin").names()

@@ -121,3 +121,13 @@ def test_a_bad_weights_file_is_one_line_and_exit_2(tmp_path):
     assert "Traceback" not in printed and "HYDRA_FULL_ERROR" not in printed
     # the configuration that was asked for is kept next to the (absent) tables
     assert f"weights: {junk}" in (tmp_path / "out" / "config.yaml").read_text()
+
+
+def test_an_output_folder_under_a_file_is_one_line_before_any_work(tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    completed = evaluate_supervisor(
+        "supervisor=identity", "data=demo", f"out={tmp_path / 'file.txt' / 'o'}"
+    )
+    assert completed.returncode == 2
+    assert completed.stderr.strip().endswith(f"{tmp_path / 'file.txt'} is not a folder")
+    assert "Traceback" not in completed.stdout + completed.stderr

@@ -183,8 +183,8 @@ OPTIM_KEYS = "gamma, iterations, log_every, lr_image, lr_kernel, milestones, sna
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["optim.iterations=0"], "optim.iterations must be a whole number >= 1; got 0"),
-        (["optim.iterations=-5"], "optim.iterations must be a whole number >= 1; got -5"),
+        (["optim.iterations=0"], "optim.iterations must be a whole number in [1, 10^7]; got 0"),
+        (["optim.iterations=-5"], "optim.iterations must be a whole number in [1, 10^7]; got -5"),
         (["optim.log_every=0"], "optim.log_every must be a whole number >= 1; got 0"),
         (
             ["optim.snapshot_every=-1"],
@@ -213,6 +213,28 @@ OPTIM_KEYS = "gamma, iterations, log_every, lr_image, lr_kernel, milestones, sna
             "weak_rec_es",
         ),
         (
+            ["optim.iterations=99999999999999999999"],
+            "optim.iterations must be a whole number in [1, 10^7]; got 99999999999999999999",
+        ),
+        (["device=gpu"], "device must be auto, cpu, cuda or cuda:N; got 'gpu'"),
+        (
+            ["data=image", "data.kernel_size=5"],
+            "data.path is required: add data.path=VALUE (the blurry image file)",
+        ),
+        (
+            ["+exp=weak_only", "supervisor=nafnet"],
+            "supervisor.checkpoint is required: add "
+            "supervisor.checkpoint=VALUE (the network's weights file; docs/supervisors.md)",
+        ),
+        (
+            ["exp=selfdeblur"],
+            "exp is not in the defaults list (presets are added): use +exp=selfdeblur",
+        ),
+        (
+            ["data=folder", "data.root=.", "data.kernel_sizes={a:15}"],
+            "data.kernel_sizes gets new keys ('a', ...): use +data.kernel_sizes={a:15}",
+        ),
+        (
             ["optim.iterations=[1"],
             "cannot parse the override 'optim.iterations=[1': no viable alternative at input '[1'",
         ),
@@ -220,8 +242,11 @@ OPTIM_KEYS = "gamma, iterations, log_every, lr_image, lr_kernel, milestones, sna
     ids=lambda value: value if isinstance(value, str) and len(value) < 30 else None,
 )
 def test_a_bad_value_or_key_is_refused_before_any_work(tmp_path, overrides, message):
+    if "device=gpu" in overrides and torch.cuda.is_available():
+        pytest.skip("a CUDA machine")
     output = tmp_path / "out"
-    refused = run(output, *overrides)
+    other_data = overrides[0].startswith("data=")  # instead of the tiny demo's data overrides
+    refused = run(output, *overrides, **({"data": []} if other_data else {}))
     assert refused.returncode == 2, said(refused)
     assert error_lines(refused) == [f"weakdeblur: error: {message}"]
     nothing_created(refused, output, tmp_path, set())
@@ -232,7 +257,11 @@ def test_an_unreadable_image_path_is_one_line_before_any_work(tmp_path):
     inputs.mkdir()
     (inputs / "empty.png").write_bytes(b"")
     (inputs / "text.png").write_text("not an image\n")
+    good = np.kron(np.random.default_rng(0).random((8, 8)), np.ones((4, 4)))
+    iio.imwrite(inputs / "whole.png", (good * 255).astype(np.uint8))
+    (inputs / "cut.png").write_bytes((inputs / "whole.png").read_bytes()[:60])  # header only
     cases = {
+        inputs / "cut.png": f"not a readable image: {inputs / 'cut.png'}",
         inputs / "empty.png": f"not a readable image: {inputs / 'empty.png'} (empty file)",
         inputs / "text.png": f"not a readable image: {inputs / 'text.png'}",
         PROJECT / "README.md": f"not a readable image: {PROJECT / 'README.md'}",

@@ -58,7 +58,8 @@ def test_report_pairs_two_methods_of_a_seed_sweep(tmp_path, capsys):
     for (method, seed), (im1, im2) in values.items():
         overrides = [f"+exp={method}", f"seed={seed}", "logger=none"]
         images = [
-            (name, "ok", scores(psnr, 0.5, seed=seed)) for name, psnr in (("im1", im1), ("im2", im2))
+            (name, "ok", scores(psnr, 0.5, seed=seed))
+            for name, psnr in (("im1", im1), ("im2", im2))
         ]
         fake_job(sweep, f"{method}{seed}", method, overrides, images)
     out = tmp_path / "report"

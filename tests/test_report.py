@@ -243,3 +243,13 @@ def test_missing_values_keep_the_columns_of_the_printed_table(two_sweeps, capsys
     assert len(body) == 2 and MISSING in cells(body[1].replace("│", "|"))  # b has no LPIPS
     for line in body:
         assert len(line) == len(body[0]) and boundaries(line, "│") == boundaries(body[0], "│")
+
+
+def test_an_output_folder_under_a_file_is_one_line(tmp_path, two_sweeps, capsys):
+    (tmp_path / "file.txt").write_text("x")
+    assert main([str(tmp_path / "multirun"), "--out", str(tmp_path / "file.txt" / "rep")]) == 2
+    error = capsys.readouterr().err
+    assert error.strip() == (
+        f"error: output folder {tmp_path / 'file.txt' / 'rep'} cannot be created: "
+        f"{tmp_path / 'file.txt'} is not a folder"
+    )

@@ -29,6 +29,8 @@ from weakdeblur.data.io import kernel_to_image, write_image
 from weakdeblur.data.sample import DataError
 from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric, kernel_error
+from weakdeblur.runtime.preflight import PreflightError, check_output_folder, check_required
+from weakdeblur.runtime.resume import discard_unused_run_folder
 from weakdeblur.runtime.tracking import write_json
 from weakdeblur.solver import resolve_device
 from weakdeblur.speed import set_threads
@@ -137,8 +139,15 @@ def write_tables(rows: list[dict], out: Path) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate_supervisor")
 def main(cfg: DictConfig) -> None:
-    if not cfg.supervisor.get("_target_"):
-        log.error("evaluate_supervisor needs a supervisor (supervisor=map|synthetic|identity|...)")
+    try:
+        if not cfg.supervisor.get("_target_"):
+            raise PreflightError(
+                "evaluate_supervisor needs a supervisor (supervisor=map|synthetic|identity|...)"
+            )
+        check_required(cfg)
+    except PreflightError as error:
+        log.error("%s", error)
+        discard_unused_run_folder(Path(cfg.out), None)  # made by Hydra, still empty
         sys.exit(2)
     if cfg.get("threads"):
         set_threads(int(cfg.threads))
@@ -147,6 +156,11 @@ def main(cfg: DictConfig) -> None:
     out = Path(cfg.out)
     if (out / "results.csv").exists():  # a new folder per run: never overwrite earlier tables
         log.error("%s already holds results (results.csv): choose another out= or move it", out)
+        sys.exit(2)
+    try:
+        check_output_folder(out)
+    except PreflightError as error:
+        log.error("%s", error)
         sys.exit(2)
     out.mkdir(parents=True, exist_ok=True)
     # which g (weights, settings) and which data made these tables
@@ -164,7 +178,7 @@ def main(cfg: DictConfig) -> None:
         cause = error_cause(error, (DataError, SupervisorError))
         if cause is None:
             raise
-        log.error("%s", cause)
+        log.error("%s", cause)  # the asked-for config.yaml stays, to see what was asked
         sys.exit(2)
     print(markdown(rows), end="")
     log.info("tables written to %s", out)

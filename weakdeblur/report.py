@@ -52,6 +52,7 @@ import yaml
 
 from weakdeblur.paired import PairedComparison, PairingError, compare
 from weakdeblur.paired import markdown as paired_markdown
+from weakdeblur.runtime.preflight import PreflightError, check_output_folder
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -627,6 +628,10 @@ def report(
     if out is None:
         out = Path(paths[0]) / "report" if len(paths) == 1 else Path("report")
     out = Path(out)
+    try:
+        check_output_folder(out)
+    except PreflightError as error:
+        raise ReportError(str(error)) from error
     out.mkdir(parents=True, exist_ok=True)
     summary = summarise(results)
     images = per_image_rows(results)

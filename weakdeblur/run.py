@@ -182,7 +182,9 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
 
     def cell(record: dict[str, Any], key: str, fmt: str) -> str:
         value = record.get(key)
-        return format(value, fmt) if isinstance(value, (int, float)) else "-"
+        if isinstance(value, (int, float)):
+            return format(value, fmt)
+        return "-".rjust(int(fmt.rstrip("dfe").split(".")[0]))  # a missing value keeps its column
 
     for record in summary["per_image"]:
         lines.append(
@@ -315,8 +317,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                 sample = source.load(name)
                 if solver.supervisor is not None:  # oracles refuse images without ground truth
                     solver.supervisor.prepare(sample)
-            except DataError as error:
-                log.error("%s: %s", name, error)
+            except DataError as error:  # its message may name the image already
+                log.error("%s", error if str(error).startswith(f"{name}:") else f"{name}: {error}")
                 record.update(status="failed", message=str(error))
                 records.append(record)
                 folder = output_dir / name

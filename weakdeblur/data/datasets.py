@@ -52,7 +52,10 @@ class ImageSource:
         crop: int | Sequence[int] | None = None,
         grey: bool | None = True,
     ):
-        self.selected = list(images) if images is not None else None
+        # one name given without brackets (data.images=im1_kernel1_img) is a list of one
+        self.selected = (
+            [images] if isinstance(images, str) else (list(images) if images is not None else None)
+        )
         self.crop = crop
         self.grey = True if grey is None else bool(grey)  # None: the runner decides (color key)
 
@@ -67,6 +70,8 @@ class ImageSource:
     # -- shared -------------------------------------------------------------
     def names(self) -> list[str]:
         """The selected names; unknown names raise :class:`DataError` listing what exists."""
+        if self.selected is not None and not self.selected:
+            raise DataError("data.images is empty: name at least one image (null: all of them)")
         available = self.available()
         if self.selected is None:
             return available
@@ -130,6 +135,16 @@ class LevinDataset(ImageSource):
     def available(self) -> list[str]:
         root = _existing_folder(self.root, "Levin data folder")
         names = [path.stem for path in root.glob("*.png") if self.pattern.match(path.stem)]
+        if not names:
+            hint = (
+                " (it holds levin/: use data_root=" + str(root) + ")"
+                if (root / "levin").is_dir()
+                else ""
+            )
+            raise DataError(
+                f"no Levin images (imI_kernelJ_img.png) in {root}{hint}; data.root is the levin/ "
+                "folder itself (docs/data.md)"
+            )
         return sorted(
             names, key=lambda name: tuple(int(v) for v in self.pattern.match(name).groups())
         )
@@ -190,7 +205,12 @@ class FolderDataset(ImageSource):
         }
 
     def available(self) -> list[str]:
-        return sorted(self._paths())
+        names = sorted(self._paths())
+        if not names:
+            raise DataError(
+                f"no images in {self.root} (looked for {', '.join(sorted(IMAGE_SUFFIXES))})"
+            )
+        return names
 
     def _size_for(self, name: str) -> tuple[int, int]:
         if name in self.kernel_sizes:
@@ -224,10 +244,14 @@ class ImageFile(FolderDataset):
         grey: bool | None = True,
     ):
         self.path = Path(path).expanduser()
+        self._checked = False  # the file decodes (checked once, by the preflight's names())
         super().__init__(self.path.parent, kernel_size=kernel_size, crop=crop, grey=grey)
 
     def _paths(self) -> dict[str, Path]:
-        return {self.path.stem: check_readable_image(self.path)}
+        if not self._checked:
+            check_readable_image(self.path)
+            self._checked = True
+        return {self.path.stem: self.path}
 
 
 class DemoDataset(ImageSource):

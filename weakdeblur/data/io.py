@@ -43,11 +43,11 @@ def check_image_path(path: str | os.PathLike) -> Path:
 
 
 def check_readable_image(path: str | os.PathLike) -> Path:
-    """:func:`check_image_path`, then a read of the file's header (imageio's ``improps``),
-    without decoding the pixels: "not a readable image: PATH" when no reader knows it."""
+    """:func:`check_image_path`, then a full decode of the file: "not a readable image: PATH"
+    when no reader knows it or its data is cut short (a truncated PNG has a good header)."""
     path = check_image_path(path)
     try:
-        iio.improps(path)
+        iio.imread(path)
     except Exception as error:  # imageio raises many types for unknown or corrupt files
         raise DataError(f"not a readable image: {path}") from error
     return path

@@ -110,10 +110,12 @@ def check_settings(cfg: DictConfig) -> None:
     group (``gate``, ``kernel_start``) whose supervisor cannot serve it."""
     from weakdeblur.speed import check_threads
 
+    check_required(cfg)
     try:
         check_threads(cfg.get("threads"))
     except ValueError as error:
         raise PreflightError(str(error)) from error
+    check_device(cfg.get("device"))
     check_kernel_supervisor(cfg)
     check_reference_generators(cfg)
     try:
@@ -124,6 +126,48 @@ def check_settings(cfg: DictConfig) -> None:
         raise PreflightError(f"{key}: {first}" if key else first) from error
     check_values(cfg)
     check_unknown_keys(cfg)
+
+
+# -- values that must be given, devices that must exist ------------------------------------------
+
+REQUIRED_HINTS = {
+    "data.path": "the blurry image file",
+    "supervisor.checkpoint": "the network's weights file; docs/supervisors.md",
+}
+
+
+def check_required(cfg: DictConfig) -> None:
+    """Raise :class:`PreflightError` for the first mandatory value (``???``) left unset, e.g.
+    ``data=image`` without ``data.path`` or ``supervisor=nafnet`` without a checkpoint."""
+    missing = sorted(_missing_keys(cfg))
+    if missing:
+        key = missing[0]
+        hint = f" ({REQUIRED_HINTS[key]})" if key in REQUIRED_HINTS else ""
+        raise PreflightError(f"{key} is required: add {key}=VALUE{hint}")
+
+
+def check_device(value: Any) -> None:
+    """``device`` is ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or another torch device that
+    exists on this machine."""
+    import torch
+
+    if value is None or str(value) == "auto":
+        return
+    try:
+        device = torch.device(str(value))
+    except RuntimeError as error:
+        raise PreflightError(f"device must be auto, cpu, cuda or cuda:N; got {value!r}") from error
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise PreflightError(
+                f"device={value}: no CUDA device is available here (use device=auto or cpu)"
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise PreflightError(
+                f"device={value}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise PreflightError(f"device={value}: MPS is not available here (use device=auto)")
 
 
 # -- values no run can use ------------------------------------------------------------------
@@ -142,7 +186,7 @@ Rule = tuple[str, Callable[[Any], bool], str]
 # (key pattern, test, what a valid value is). ``*`` matches one key or list index; a rule
 # applies wherever its pattern matches (a preset's panel members, a folder's per-image sizes).
 VALUE_RULES: list[Rule] = [
-    ("optim.iterations", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("optim.iterations", lambda v: _whole(v, 1) and v <= 10**7, "a whole number in [1, 10^7]"),
     ("optim.log_every", lambda v: _whole(v, 1), "a whole number >= 1"),
     ("optim.snapshot_every", lambda v: _whole(v, 0), "a whole number >= 0 (0: no snapshots)"),
     ("optim.lr_image", lambda v: _number(v) and v > 0, "a number > 0"),
@@ -170,6 +214,26 @@ VALUE_RULES: list[Rule] = [
     ("metrics.cut", lambda v: _whole(v, 0), "a whole number >= 0"),
     ("metrics.max_shift", lambda v: _number(v) and v >= 0, "a number >= 0"),
 ]
+
+
+def _missing_keys(node: Any, path: str = "") -> Iterator[str]:
+    """The dotted paths of the mandatory values (``???``) under ``node``, Hydra's node aside
+    (read without resolving anything, so Hydra's run-time interpolations stay untouched)."""
+    if isinstance(node, DictConfig):
+        keys: list[Any] = list(node.keys())
+    elif isinstance(node, ListConfig):
+        keys = list(range(len(node)))
+    else:
+        return
+    for key in keys:
+        child_path = f"{path}.{key}" if path else str(key)
+        if child_path == "hydra":
+            continue
+        child = node._get_node(key)
+        if child is not None and child._is_missing():
+            yield child_path
+        elif isinstance(child, (DictConfig, ListConfig)):
+            yield from _missing_keys(child, child_path)
 
 
 def _leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -336,6 +400,27 @@ def fail(message: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
+class OutputFolderCheck(Callback):
+    """Hydra callback of the other entry points, before Hydra makes the output folder (and
+    its log): the folder can be made, and holds none of the ``results`` files of an earlier
+    run (a new run never overwrites them). One line, exit 2."""
+
+    def __init__(self, results: list[str] | None = None):
+        self.results = list(results or [])
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(config.hydra.run.dir)
+        try:
+            check_output_folder(folder)
+            for name in self.results:
+                if (folder / name).exists():
+                    raise PreflightError(
+                        f"{folder} already holds results ({name}): choose another out= or move it"
+                    )
+        except PreflightError as error:
+            fail(str(error))
+
+
 class Preflight(Callback):
     """Hydra callback: the checks above before the run folder is created (single runs)."""
 
@@ -362,6 +447,16 @@ def composition_message(error: Exception, config_dir: Path, config_name: str) ->
         options = sorted(p.stem for p in (config_dir / group).glob("*.yaml"))
         return f"unknown {group} {name!r}; choose one of: {', '.join(options)}"
     override = re.search(r"Could not override '([^']+)'", text)
+    if override and "No match in the defaults list" in text:
+        key = override.group(1)
+        given = next((a for a in sys.argv[1:] if a.split("=")[0] == key), f"{key}=NAME")
+        return f"{key} is not in the defaults list (presets are added): use +{given}"
+    append = re.search(r"To append to your config use (\+\S+)", text)
+    nested = re.search(r"Key '([^']+)' is not in struct", text)
+    if override and append and nested and nested.group(1) != override.group(1).split(".")[-1]:
+        # a dict value with keys the config's (empty) dict does not have
+        key = override.group(1)
+        return f"{key} gets new keys ({nested.group(1)!r}, ...): use {append.group(1)}"
     if override and "is not in struct" in text:
         key = override.group(1)
         parent, _, leaf = key.rpartition(".")

@@ -56,12 +56,16 @@ def test_wandb_offline_writes_a_run_directory(tmp_path):
         "optim.iterations=20",
         "optim.log_every=10",
         "optim.snapshot_every=10",
-        env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+        env={"WANDB_MODE": "offline", "WANDB_SILENT": "false"},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert any(runs[0].glob("*.wandb"))
+    # logger.quiet (the default): W&B prints nothing itself, our one line says where runs go
+    printed = done.stdout + done.stderr
+    assert "wandb:" not in printed
+    assert f"W&B offline: runs in {tmp_path / 'out' / 'wandb'}" in printed
 
 
 # Missing data, unknown image names, bad and oversized images: tests/test_faults.py.

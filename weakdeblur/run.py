@@ -109,11 +109,7 @@ def build_solver(cfg: DictConfig) -> Solver:
 
 
 def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracker:
-    trackers: list[Tracker] = [
-        LocalArtifacts(output_dir),
-        LockHeartbeat(output_dir),
-        ProgressBar(iterations, enabled=cfg.progress),
-    ]
+    trackers: list[Tracker] = [LocalArtifacts(output_dir), LockHeartbeat(output_dir)]
     if cfg.logger.get("_target_"):
         extra: dict[str, Any] = {}
         if cfg.logger._target_.endswith("WandbTracker"):
@@ -124,6 +120,8 @@ def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracke
                 "tags": [*cfg.logger.get("tags", []), *choice_tags()],
             }
         trackers.append(instantiate(cfg.logger, _partial_=True)(**extra))
+    # last, so that what the others print when an image starts comes before its bar
+    trackers.append(ProgressBar(iterations, enabled=cfg.progress))
     return Trackers(trackers)
 
 
@@ -266,6 +264,7 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
         lpips=LPIPSMetric(cfg.metrics.lpips),
         error_ratio=cfg.metrics.get("error_ratio", True),
     )
+    evaluator.lpips.available  # noqa: B018 - its notice, if any, before the first progress bar
     config_fingerprint = fingerprint(OmegaConf.to_container(cfg, resolve=True))
     trackers = build_trackers(cfg, output_dir, solver.optim.iterations)
     environment = environment_info(device)

@@ -293,14 +293,17 @@ class WandbTracker(Tracker):
         directory: where W&B writes its files (the run's output folder).
         init_timeout: seconds ``wandb.init`` may take (W&B's default: 90).
         init_retries: retries of W&B's server requests at start (``None``: W&B's default).
-        quiet: W&B's own terminal output kept to its warnings (``wandb.Settings(quiet=True)``:
-            no run banner, history or summary at the end of each image); ``False`` shows it.
+        quiet: no terminal output from W&B itself (``wandb.Settings(quiet=True, silent=True)``:
+            no banner, history or summary per image), one line of ours per process saying
+            where the runs are written; ``False`` shows W&B's own output.
 
     If an online ``wandb.init`` fails (server unreachable, bad key), one warning is
     logged and this and every later image are logged offline (``wandb sync`` uploads
     them later). API keys and other secrets are removed from the logged config
     (:mod:`weakdeblur.runtime.secrets`).
     """
+
+    _said_where = False  # the one line of ours that replaces W&B's own (quiet)
 
     def __init__(
         self,
@@ -354,7 +357,18 @@ class WandbTracker(Tracker):
     def _init(self, wandb: Any, sample: Sample, info: Mapping[str, Any]) -> Any:
         from weakdeblur.runtime.secrets import argv_scrubbed
 
-        settings: dict[str, Any] = {"quiet": bool(self.quiet)}
+        # quiet: W&B says nothing (its own lines would break the progress bar); one line of
+        # ours says where the runs go, once per process
+        settings: dict[str, Any] = {"quiet": bool(self.quiet), "silent": bool(self.quiet)}
+        if self.quiet and not WandbTracker._said_where:
+            WandbTracker._said_where = True
+            where = self.directory / "wandb" if self.directory else "./wandb"
+            log.info(
+                "W&B %s: runs in %s%s",
+                self.mode,
+                where,
+                " (upload later with `wandb sync`)" if self.mode == "offline" else "",
+            )
         if self.init_timeout is not None:
             settings["init_timeout"] = float(self.init_timeout)
         if self.init_retries is not None:

@@ -743,20 +743,35 @@ def test_a_cached_lpips_backbone_carrying_code_is_refused(tmp_path, monkeypatch,
     assert "refused LPIPS backbone" in caplog.text and "weights_only=True" in caplog.text
 
 
+REQUIRED_BY = {  # what a user must add to these options (their ??? values)
+    "data=image": ["data.path=photo.png"],
+    "supervisor=nafnet": ["supervisor.checkpoint=g.pth"],
+    "supervisor=restormer": ["supervisor.checkpoint=g.pth"],
+    "supervisor=pretrained": [
+        "supervisor.checkpoint=g.pth",
+        "supervisor.network._target_=weakdeblur.supervisors.NAFNet",
+    ],
+}
+
+
 def test_every_preset_and_option_passes_the_settings_checks():
     """The type, value and key checks must never refuse a shipped configuration: every preset,
     and every option of every group."""
     from conftest import CONF
     from hydra import compose, initialize_config_dir
 
-    from weakdeblur.runtime.preflight import check_settings
+    from weakdeblur.runtime.preflight import PreflightError, check_settings
 
     choices = [f"+exp={p.stem}" for p in sorted((CONF / "exp").glob("*.yaml"))]
     for group in sorted(p for p in CONF.iterdir() if p.is_dir() and p.name not in ("exp", "hydra")):
         choices += [f"{group.name}={p.stem}" for p in sorted(group.glob("*.yaml"))]
     assert len(choices) > 40
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for choice, required in REQUIRED_BY.items():  # and without them, one clear refusal
+            with pytest.raises(PreflightError, match=f"{required[0].split('=')[0]} is required"):
+                check_settings(compose(config_name="config", overrides=[choice]))
         for choice in choices:
             needs_map = choice.split("=")[0] in ("gate", "kernel_start")  # they read g's k̄
             overrides = [choice, *(["supervisor=map"] if needs_map else [])]
+            overrides += REQUIRED_BY.get(choice, [])  # the options' mandatory values (???)
             check_settings(compose(config_name="config", overrides=overrides))

@@ -1,0 +1,184 @@
+r"""No-reference criteria for choosing among candidate results (x_i, k_i) of one blurry image.
+
+A portfolio runs several candidates per image (seeds × arms, and the supervisor's own
+estimate); an arbiter must pick one without the ground truth. Each criterion here scores one
+candidate from the observation :math:`y` and the candidate's :math:`(x_i, k_i)`, **lower is
+better**, and none reads a ground truth:
+
+* :func:`data_fit`: :math:`\|k_i \star x_i - y\|^2 / N` on the interior. Weak by construction:
+  every candidate minimises it, and the trivial pair (δ, y) fits exactly (Levin et al., CVPR
+  2009).
+* :func:`cross_validated_fit`: generalised cross-validation of the kernel alone (Reeves &
+  Mersereau, IEEE TIP 1990), with pixel blocks held out: a fixed Tikhonov-gradient
+  deconvolution with :math:`k_i` from the kept pixels, scored on how well
+  :math:`k_i \star \hat x` predicts the held-out ones. It never uses :math:`x_i`, so it judges
+  the kernel under a fixed natural-image prior.
+* :func:`cross_scale_inconsistency`: the identity of the cross-scale INR paper (NeurIPS 2024,
+  Prop. 1), :math:`(x \star k)\!\downarrow_2 \approx (x\!\downarrow_2) \star (k\!\downarrow_2)`,
+  as a relative residual: a pair (x, k) that reproduces y at one scale only by overfitting
+  breaks it.
+* :func:`kernel_disagreement`: the mean shift- and flip-invariant distance of a candidate's
+  kernel to the others' (Mai & Liu, CVPR 2015, fuse several kernel estimates): kernels that
+  independent runs agree on are more likely right. Votes are per group, so that several
+  supervised candidates sharing g's kernel count once.
+
+Images are ``(1, 1, H, W)`` in [0, 1] at the observation's size; kernels ``(…, kh, kw)``
+correlation kernels summing to 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from weakdeblur.metrics import kernel_error
+from weakdeblur.physics import blur_same
+
+
+def _normalised(kernel: torch.Tensor) -> torch.Tensor:
+    kernel = kernel.detach().double().reshape(1, 1, *kernel.shape[-2:])
+    return kernel / kernel.sum()
+
+
+def _interior(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    kh, kw = kernel.shape[-2:]
+    return image[..., kh // 2 : image.shape[-2] - kh // 2, kw // 2 : image.shape[-1] - kw // 2]
+
+
+def data_fit(image: torch.Tensor, kernel: torch.Tensor, blurry: torch.Tensor) -> float:
+    """Mean squared residual :math:`\\|k \\star x - y\\|^2 / N` away from the borders (where
+    the image-sized estimate has no data), lower is better."""
+    k = _normalised(kernel)
+    residual = blur_same(image.detach().double(), k, border="replicate") - blurry.double()
+    return float(_interior(residual, k).pow(2).mean())
+
+
+def _circular_correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    kh, kw = kernel.shape[-2:]
+    padded = F.pad(image, (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2), mode="circular")
+    return F.conv2d(padded, kernel)
+
+
+def _circular_correlate_adjoint(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    flipped = torch.flip(kernel, dims=(-2, -1))
+    kh, kw = kernel.shape[-2:]
+    padded = F.pad(image, (kw - 1 - kw // 2, kw // 2, kh - 1 - kh // 2, kh // 2), mode="circular")
+    return F.conv2d(padded, flipped)
+
+
+def _gradient_normal(image: torch.Tensor) -> torch.Tensor:
+    """:math:`D^\\top D x` for circular forward differences (the discrete negative Laplacian)."""
+    return (
+        4 * image
+        - torch.roll(image, 1, -1)
+        - torch.roll(image, -1, -1)
+        - torch.roll(image, 1, -2)
+        - torch.roll(image, -1, -2)
+    )
+
+
+def holdout_mask(shape: tuple[int, int], block: int = 4, fraction: float = 0.25, seed: int = 0):
+    """A fixed random mask of ``block``×``block`` pixel blocks: True where a pixel is held out
+    (about ``fraction`` of the blocks)."""
+    rows, cols = -(-shape[0] // block), -(-shape[1] // block)
+    generator = torch.Generator().manual_seed(seed)
+    blocks = torch.rand(rows, cols, generator=generator) < fraction
+    mask = blocks.repeat_interleave(block, 0).repeat_interleave(block, 1)
+    return mask[: shape[0], : shape[1]].reshape(1, 1, *shape)
+
+
+def cross_validated_fit(
+    blurry: torch.Tensor,
+    kernel: torch.Tensor,
+    weight: float = 1e-3,
+    folds: int = 2,
+    iterations: int = 60,
+    block: int = 4,
+    seed: int = 0,
+) -> float:
+    r"""Held-out prediction error of the kernel, lower is better.
+
+    For each of ``folds`` random block masks :math:`M` (a quarter of the pixels held out),
+    solve by conjugate gradients
+
+    .. math:: \hat x = \arg\min_x \|(1 - M) \odot (k \star x - y)\|^2 + w \|\nabla x\|^2
+
+    (circular boundaries, ``iterations`` steps from :math:`y`), then score
+    :math:`\|M \odot (k \star \hat x - y)\|^2 / |M|`. The mean over folds is returned.
+    """
+    y = blurry.detach().double()
+    k = _normalised(kernel)
+    errors = []
+    for fold in range(folds):
+        held = holdout_mask(tuple(y.shape[-2:]), block, seed=seed + fold).to(y.device)
+        kept = (~held).double()
+
+        def normal(x: torch.Tensor) -> torch.Tensor:
+            data = _circular_correlate_adjoint(kept * _circular_correlate(x, k), k)
+            return data + weight * _gradient_normal(x)
+
+        x = y.clone()
+        residual = _circular_correlate_adjoint(kept * y, k) - normal(x)
+        direction = residual.clone()
+        energy = residual.pow(2).sum()
+        for _ in range(iterations):
+            product = normal(direction)
+            step = energy / (direction * product).sum().clamp_min(1e-30)
+            x = x + step * direction
+            residual = residual - step * product
+            new_energy = residual.pow(2).sum()
+            if new_energy < 1e-20:
+                break
+            direction = residual + (new_energy / energy) * direction
+            energy = new_energy
+        prediction = _circular_correlate(x, k)
+        errors.append(float(((prediction - y) * held).pow(2).sum() / held.sum()))
+    return sum(errors) / len(errors)
+
+
+def _downsample(image: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(image, 2)
+
+
+def cross_scale_inconsistency(image: torch.Tensor, kernel: torch.Tensor) -> float:
+    r"""Relative residual of :math:`(x \star k)\!\downarrow_2 \approx (x\!\downarrow_2) \star
+    (k\!\downarrow_2)` (2×2 averaging; :math:`k\!\downarrow_2` renormalised), on the interior,
+    lower is better."""
+    x = image.detach().double()
+    k = _normalised(kernel)
+    fine = _downsample(blur_same(x, k, border="replicate"))
+    small = _downsample(F.pad(k, (0, k.shape[-1] % 2, 0, k.shape[-2] % 2))) * 4
+    small = small / small.sum()
+    coarse = blur_same(_downsample(x), small, border="replicate")
+    inner = (slice(None), slice(None), slice(k.shape[-2] // 4 + 1, -(k.shape[-2] // 4 + 1) or None))
+    inner = (*inner, slice(k.shape[-1] // 4 + 1, -(k.shape[-1] // 4 + 1) or None))
+    difference = (fine - coarse)[inner]
+    return float(difference.norm() / fine[inner].norm().clamp_min(1e-12))
+
+
+def kernel_disagreement(kernels: Sequence[torch.Tensor], groups: Sequence[object] | None = None):
+    """Per kernel, the mean symmetric shift/flip-invariant distance to the kernels of the
+    *other* groups (one vote per group: the mean of the group's distances), lower is better.
+    ``groups`` labels each kernel (default: every kernel its own group)."""
+    groups = list(groups) if groups is not None else list(range(len(kernels)))
+    if len(groups) != len(kernels):
+        raise ValueError("one group label per kernel")
+    distance = [
+        [
+            0.5 * (kernel_error(a, b) + kernel_error(b, a)) if i != j else 0.0
+            for j, b in enumerate(kernels)
+        ]
+        for i, a in enumerate(kernels)
+    ]
+    scores = []
+    for i, group in enumerate(groups):
+        votes = []
+        for other in dict.fromkeys(groups):
+            if other == group:
+                continue
+            members = [j for j, g in enumerate(groups) if g == other]
+            votes.append(sum(distance[i][j] for j in members) / len(members))
+        scores.append(sum(votes) / len(votes) if votes else 0.0)
+    return scores

@@ -115,7 +115,7 @@ def cross_validated_fit(
         held = holdout_mask(tuple(y.shape[-2:]), block, seed=seed + fold).to(y.device)
         kept = (~held).double()
 
-        def normal(x: torch.Tensor) -> torch.Tensor:
+        def normal(x: torch.Tensor, kept: torch.Tensor = kept) -> torch.Tensor:
             data = _circular_correlate_adjoint(kept * _circular_correlate(x, k), k)
             return data + weight * _gradient_normal(x)
 

@@ -19,6 +19,7 @@ ROOT=${ROOT:-outputs/bf16_paired}
 SEEDS=${SEEDS:-"0 1 2 3"}
 ITERATIONS=${ITERATIONS:-1500}
 JOBS=${JOBS:-2}
+PYTHON=${PYTHON:-python}   # the virtual environment's python (.venv/bin/python) if not activated
 run_one() {  # arm seed
     local arm=$1 seed=$2 switches
     case $arm in
@@ -26,16 +27,16 @@ run_one() {  # arm seed
         bf16_cl) switches="solver.bf16=true solver.channels_last=true" ;;
     esac
     # shellcheck disable=SC2086
-    python -m weakdeblur.run +exp=selfdeblur data=shake data.crop=128 \
+    "$PYTHON" -m weakdeblur.run +exp=selfdeblur data=shake data.crop=128 \
         optim.iterations="$ITERATIONS" optim.log_every=100 optim.snapshot_every=0 \
         $switches seed="$seed" threads=1 logger=none progress=false metrics.lpips=false \
         hydra.run.dir="$ROOT/$arm/seed$seed" > "$ROOT/$arm.seed$seed.log" 2>&1 || true
 }
 export -f run_one
-export ROOT ITERATIONS
+export ROOT ITERATIONS PYTHON
 mkdir -p "$ROOT"
 for seed in $SEEDS; do for arm in bf16_cl fp32; do echo "$arm $seed"; done; done |
     xargs -P "$JOBS" -L 1 bash -c 'run_one "$@"' _
-python -m weakdeblur.report "$ROOT" --no-figures --paired \
+"$PYTHON" -m weakdeblur.report "$ROOT" --no-figures --paired \
     "selfdeblur solver.bf16=false solver.channels_last=false" \
     "selfdeblur solver.bf16=true solver.channels_last=true"

@@ -84,6 +84,10 @@ def check_instantiates(cfg) -> None:
         instantiate(cfg.logger)
     if cfg.supervisor.get("_target_"):
         instantiate(cfg.supervisor)
+    if cfg.get("arbiter"):
+        from weakdeblur.arbiter import Arbiter
+
+        assert isinstance(instantiate(cfg.arbiter, _convert_="all"), Arbiter)
 
 
 def test_groups_found():

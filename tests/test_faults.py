@@ -209,7 +209,7 @@ OPTIM_KEYS = "gamma, iterations, log_every, lr_image, lr_kernel, milestones, sna
         (
             ["+exp=nope"],
             "unknown exp 'nope'; choose one of: nonuniform, nonuniform_weak_rec_es, "
-            "oracle, rec_only, selfdeblur, selfdeblur_wmv, weak_only, weak_only_es, weak_rec, "
+            "oracle, portfolio, rec_only, selfdeblur, selfdeblur_wmv, weak_only, weak_only_es, weak_rec, "
             "weak_rec_es",
         ),
         (

@@ -28,7 +28,8 @@ correlation kernels summing to 1.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -182,3 +183,102 @@ def kernel_disagreement(kernels: Sequence[torch.Tensor], groups: Sequence[object
             votes.append(sum(distance[i][j] for j in members) / len(members))
         scores.append(sum(votes) / len(votes) if votes else 0.0)
     return scores
+
+
+def _grey(image: torch.Tensor) -> torch.Tensor:
+    """A ``(1, 1, H, W)`` view of a grey or colour image (the channel mean)."""
+    image = image.detach().double()
+    return image.mean(dim=-3, keepdim=True) if image.shape[-3] != 1 else image
+
+
+@dataclass
+class Candidate:
+    """One candidate estimate of an image: ``name``, its kernel-vote ``group`` (candidates that
+    share a supervisor's kernel share one), the image at the observation's size, the kernel."""
+
+    name: str
+    group: str
+    image: torch.Tensor
+    kernel: torch.Tensor
+
+
+@dataclass
+class Choice:
+    """The arbiter's pick: ``index`` into the candidates, each criterion's ``scores`` (lower is
+    better), the combined ``total`` the pick minimises, and a one-line ``reason``."""
+
+    index: int
+    scores: dict[str, list[float]]
+    total: list[float]
+    reason: str
+
+
+def _ranks(values: Sequence[float]) -> list[float]:
+    """0 for the lowest value, ties sharing their mean rank."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    start = 0
+    while start < len(order):
+        end = start
+        while end + 1 < len(order) and values[order[end + 1]] == values[order[start]]:
+            end += 1
+        for position in range(start, end + 1):
+            ranks[order[position]] = (start + end) / 2
+        start = end + 1
+    return ranks
+
+
+# each criterion: (blurry, candidates) -> one score per candidate, lower is better
+CRITERIA: dict[str, Callable[[torch.Tensor, Sequence[Candidate]], list[float]]] = {
+    "data_fit": lambda y, cs: [data_fit(_grey(c.image), c.kernel, y) for c in cs],
+    "cross_validated_fit": lambda y, cs: [cross_validated_fit(y, c.kernel) for c in cs],
+    "cross_scale_inconsistency": lambda y, cs: [
+        cross_scale_inconsistency(_grey(c.image), c.kernel) for c in cs
+    ],
+    "kernel_disagreement": lambda y, cs: kernel_disagreement(
+        [c.kernel for c in cs], [c.group for c in cs]
+    ),
+}
+
+
+DEFAULT_CRITERIA = {"cross_validated_fit": 1.0}  # conf/arbiter/cross_validated.yaml
+
+
+class Arbiter:
+    """Pick one of several candidates of an image from the blurry image alone.
+
+    ``criteria`` maps names of :data:`CRITERIA` to weights. With one criterion the candidate
+    with the lowest score wins; with several, each criterion ranks the candidates (0 = best)
+    and the lowest weighted sum of ranks wins (scale-free: the criteria's units differ). Ties
+    go to the earlier candidate.
+    """
+
+    def __init__(self, criteria: Mapping[str, float]):
+        criteria = dict(criteria or {})
+        unknown = sorted(set(criteria) - set(CRITERIA))
+        if unknown:
+            raise ValueError(
+                f"unknown arbiter criterion {unknown[0]!r}; choose from {', '.join(CRITERIA)}"
+            )
+        if not criteria or any(not weight > 0 for weight in criteria.values()):
+            raise ValueError("the arbiter needs at least one criterion, each with a weight > 0")
+        self.criteria = criteria
+
+    def choose(self, blurry: torch.Tensor, candidates: Sequence[Candidate]) -> Choice:
+        if not candidates:
+            raise ValueError("no candidates to choose from")
+        y = _grey(blurry)
+        scores = {name: CRITERIA[name](y, candidates) for name in self.criteria}
+        if len(scores) == 1:
+            total = list(next(iter(scores.values())))
+        else:
+            ranked = {name: _ranks(values) for name, values in scores.items()}
+            total = [
+                sum(self.criteria[name] * ranked[name][i] for name in ranked)
+                for i in range(len(candidates))
+            ]
+        index = min(range(len(candidates)), key=total.__getitem__)
+        runner_up = sorted(total)[1] if len(total) > 1 else None
+        reason = ", ".join(self.criteria) + f" lowest ({total[index]:.4g}"
+        reason += f"; next {runner_up:.4g})" if runner_up is not None else ")"
+        return Choice(index, scores, total, reason)

@@ -17,18 +17,23 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from weakdeblur.arbiter import DEFAULT_CRITERIA, Arbiter
 from weakdeblur.batched import BatchedRuns
 from weakdeblur.colour import MODES as COLOUR_MODES
 from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import DataError
-from weakdeblur.detection import panel_records, panel_summary, stopping_record
+from weakdeblur.detection import panel_summary
 from weakdeblur.evaluation import Evaluator
-from weakdeblur.metrics import LPIPSMetric, kernel_error
+from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.runtime.locks import ImageLock, ImageLocked, LockHeartbeat
+from weakdeblur.runtime.pipeline import ImagePipeline
+from weakdeblur.runtime.portfolio import Arm, Portfolio
 from weakdeblur.runtime.preflight import PreflightError, check_settings, run_hydra_main
 from weakdeblur.runtime.resume import (
     completed_record,
@@ -54,8 +59,7 @@ from weakdeblur.runtime.tracking import (
 )
 from weakdeblur.solver import Solver, resolve_device
 from weakdeblur.speed import resolve_threads, set_threads
-from weakdeblur.stopping import PolicyPanel
-from weakdeblur.types import Result, error_cause
+from weakdeblur.types import error_cause
 
 log = logging.getLogger("weakdeblur")
 
@@ -108,13 +112,17 @@ def build_solver(cfg: DictConfig) -> Solver:
     )
 
 
-def build_trackers(cfg: DictConfig, output_dir: Path, iterations: int) -> Tracker:
+def build_trackers(
+    cfg: DictConfig, output_dir: Path, iterations: int, group: str | None = None
+) -> Trackers:
+    """Local artefacts, the lock's heartbeat, the configured logger (W&B, in ``group``:
+    the experiment by default) and, last, the progress bar."""
     trackers: list[Tracker] = [LocalArtifacts(output_dir), LockHeartbeat(output_dir)]
     if cfg.logger.get("_target_"):
         extra: dict[str, Any] = {}
         if cfg.logger._target_.endswith("WandbTracker"):
             extra = {
-                "group": cfg.experiment,
+                "group": group or cfg.experiment,
                 "run_config": OmegaConf.to_container(cfg, resolve=True),
                 "directory": output_dir,
                 "tags": [*cfg.logger.get("tags", []), *choice_tags()],
@@ -190,6 +198,9 @@ def print_summary(summary: dict[str, Any], output_dir: Path) -> None:
             f"{cell(record, 'ssim', '7.4f')} {cell(record, 'blurry_psnr', '7.2f')} "
             f"{cell(record, 'kernel_error', '7.3f')} {cell(record, 'iterations', '6d')} {cell(record, 'seconds', '7.1f')}"
         )
+    for record in summary["per_image"]:
+        if "portfolio" in record:  # which candidate each image's result is
+            lines.append(f"{record['name']:<28} chose {record['portfolio']['chosen']}")
     mean = summary["mean"]
     if "psnr" in mean:
         lines.append(f"{'mean':<28} {'':<8} {mean['psnr']:7.2f} {mean.get('ssim', 0):7.4f}")
@@ -226,6 +237,64 @@ def settle_locked(
                 record = {**done, "resumed": True}
         settled.append(record)
     return settled
+
+
+PORTFOLIO_OVERRIDES = ("exp=", "portfolio", "arbiter")  # what an arm's composition leaves out
+
+
+def compose_arm(cfg: DictConfig, arm: str) -> DictConfig:
+    """The configuration of one arm of a portfolio: ``+exp=ARM`` with this run's overrides
+    (those choosing the preset, the portfolio and the arbiter aside)."""
+    hydra_config = HydraConfig.get()
+    overrides = [
+        override
+        for override in hydra_config.overrides.task
+        if not override.lstrip("+~").startswith(PORTFOLIO_OVERRIDES)
+    ]
+    return hydra.compose(hydra_config.job.config_name, overrides=[*overrides, f"+exp={arm}"])
+
+
+def build_portfolio(
+    cfg: DictConfig, output_dir: Path, pipeline: ImagePipeline, compose=compose_arm
+) -> Portfolio:
+    """The arms of ``cfg.portfolio`` (each composed and checked like a run of its own), its
+    seeds and arbiter; ``pipeline`` gives the shared evaluator and the run's trackers."""
+    arms = []
+    for name in cfg.portfolio.arms:
+        try:
+            arm_cfg = compose(cfg, name)
+        except (HydraException, OmegaConfBaseException) as error:  # an override the arm lacks
+            first = (str(error).strip() or type(error).__name__).splitlines()[0]
+            raise PreflightError(f"portfolio arm {name}: {first}") from error
+        try:
+            check_settings(arm_cfg)
+        except PreflightError as error:
+            raise PreflightError(f"portfolio arm {name}: {error}") from error
+        solver = build_solver(arm_cfg)
+        trackers = build_trackers(arm_cfg, output_dir, solver.optim.iterations, cfg.experiment)
+        supervisor = arm_cfg.supervisor
+        arms.append(
+            Arm(
+                name,
+                replace(pipeline, solver=solver, trackers=trackers),
+                fingerprint(OmegaConf.to_container(arm_cfg, resolve=True)),
+                fingerprint({"supervisor": OmegaConf.to_container(supervisor, resolve=True)})
+                if supervisor.get("_target_")
+                else None,
+            )
+        )
+    image_trackers = [t for t in pipeline.trackers.trackers if not isinstance(t, ProgressBar)]
+    return Portfolio(
+        arms,
+        [cfg.seed + offset for offset in range(cfg.portfolio.seeds)],
+        instantiate(cfg.arbiter, _convert_="all")
+        if cfg.get("arbiter")
+        else Arbiter(DEFAULT_CRITERIA),
+        output_dir,
+        Trackers(image_trackers),
+        supervisor_candidate=cfg.portfolio.get("supervisor_candidate", True),
+        resume=bool(cfg.get("resume")),
+    )
 
 
 def run_images(cfg: DictConfig, output_dir: Path) -> int:
@@ -291,6 +360,14 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                 and completed_record(output_dir / name, config_fingerprint, quiet=True) is not None
             ),
         ).run
+    pipeline = ImagePipeline(
+        solver, evaluator, trackers, color, seed_mode, environment, solve=solve
+    )
+    try:
+        portfolio = build_portfolio(cfg, output_dir, pipeline) if cfg.get("portfolio") else None
+    except PreflightError as error:
+        log.error("%s", error)
+        return EXIT_USAGE
     images = hold_locks(names, output_dir, records)
     try:
         for name in images:
@@ -324,68 +401,10 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
                 folder.mkdir(parents=True, exist_ok=True)
                 write_json(folder / METRICS_FILE, record)
                 continue
-            record.update(
-                kernel_size=list(sample.kernel_size),
-                image_size=list(sample.blurry.shape[-2:]),
-                environment=environment,
-            )
-            view = ColourView.of(sample, color)  # color=y: solve on luminance, show in colour
-            sample = view.solve
-            trackers.start_image(view.show, record)
-            result = solve(
-                sample,
-                seed=cfg.seed,
-                on_log=lambda entry, view=view: trackers.log(
-                    view.show, replace(entry, image=view.colour(entry.image))
-                ),
-                evaluate=evaluator.progress(sample),
-                seed_mode=seed_mode,
-            )
-            record.update(result_record(result))
-            if result.status != "ok":
-                log.error("%s: %s", name, result.message)
-            if result.gate is not None and not result.gate["trusted"]:
-                log.info("%s: the gate distrusts g %s: ran as SelfDeblur", name, result.gate)
-            record.update(evaluator.final(sample, result.image, result.kernel))
-            if result.status == "ok":
-                record.update(
-                    stopping_record(
-                        result.history,
-                        solver.optim.iterations,
-                        result.iterations,
-                        record.get("psnr"),
-                        solver.stopping.name,
-                    )
-                )
-                if isinstance(solver.stopping, PolicyPanel):  # every rule, as if alone
-                    record["panel"] = panel_records(
-                        solver.stopping.decisions(),
-                        evaluator.progress(sample),
-                        result.history,
-                        solver.optim.iterations,
-                        result.seconds,
-                        result.iterations,
-                    )
-                    if solver.stopping.unavailable:  # rules that could not run on this image
-                        record["panel_left_out"] = dict(solver.stopping.unavailable)
-            supervised_kernel = (
-                solver.supervisor.kernel_estimate(sample) if solver.supervisor is not None else None
-            )
-            if supervised_kernel is not None:
-                result = replace(result, supervised_kernel=supervised_kernel.float().cpu())
-                if sample.kernel is not None and sample.kernel.ndim == 4:
-                    record["supervised_kernel_error"] = kernel_error(
-                        supervised_kernel, sample.kernel
-                    )
-            if result.supervised is not None and sample.sharp is not None:
-                supervised = evaluator.image_scores(
-                    result.supervised, sample.sharp.float().cpu(), with_lpips=False
-                )
-                record["supervised_psnr"], record["supervised_ssim"] = (
-                    supervised["psnr"],
-                    supervised["ssim"],
-                )
-            trackers.end_image(view.show, view.result(result), record)
+            if portfolio is not None:
+                record = portfolio.run(sample, record)
+            else:
+                record, _ = pipeline.run(sample, cfg.seed, record)
             records.append(record)
         current = None
     except KeyboardInterrupt:
@@ -404,6 +423,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     finally:
         images.close()  # releases the lock of an unfinished image
         trackers.close()
+        if portfolio is not None:
+            portfolio.close()
         summary = summarise(settle_locked(records, output_dir, config_fingerprint))
         write_json(output_dir / "summary.json", summary)
     print_summary(summary, output_dir)
@@ -433,19 +454,6 @@ def hydra_config_launcher_jobs() -> int:
         return 1
     jobs = HydraConfig.get().launcher.get("n_jobs", 1)
     return int(jobs) if isinstance(jobs, int) and jobs > 0 else 1
-
-
-def result_record(result: Result) -> dict[str, Any]:
-    return {
-        "status": result.status,
-        "message": result.message,
-        "iterations": result.iterations,
-        "returned_iteration": result.returned_iteration,
-        "stopped_early": result.stopped_early,
-        "seconds": result.seconds,
-        **({"gate": result.gate} if result.gate is not None else {}),
-        **({"kernel_start": result.kernel_start} if result.kernel_start is not None else {}),
-    }
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -123,16 +123,20 @@ def heartbeat(folder: str | os.PathLike) -> None:
 
 class LockHeartbeat:
     """A tracker (see :mod:`weakdeblur.runtime.tracking`) that touches the image's lock at every
-    logging step, so another host can tell a live lock from one left by a dead node."""
+    logging step, so another host can tell a live lock from one left by a dead node. A
+    portfolio's candidate (``<image>/candidates/<label>``) beats for its image's lock."""
 
     def __init__(self, output_dir: str | os.PathLike):
         self.output_dir = Path(output_dir)
 
+    def _image_folder(self, sample) -> Path:
+        return self.output_dir / Path(sample.name).parts[0]
+
     def start_image(self, sample, info) -> None:
-        heartbeat(self.output_dir / sample.name)
+        heartbeat(self._image_folder(sample))
 
     def log(self, sample, record) -> None:
-        heartbeat(self.output_dir / sample.name)
+        heartbeat(self._image_folder(sample))
 
     def end_image(self, sample, result, metrics) -> None: ...
 

@@ -126,6 +126,7 @@ def check_settings(cfg: DictConfig) -> None:
         raise PreflightError(f"{key}: {first}" if key else first) from error
     check_values(cfg)
     check_unknown_keys(cfg)
+    check_portfolio(cfg)
 
 
 # -- values that must be given, devices that must exist ------------------------------------------
@@ -212,6 +213,7 @@ VALUE_RULES: list[Rule] = [
     ("loss.terms.*.weight", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("loss.terms.*.weight.value", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("metrics.cut", lambda v: _whole(v, 0), "a whole number >= 0"),
+    ("portfolio.seeds", lambda v: _whole(v, 1) and v <= 1000, "a whole number in [1, 1000]"),
     ("metrics.max_shift", lambda v: _number(v) and v >= 0, "a number >= 0"),
 ]
 
@@ -312,6 +314,60 @@ def check_unknown_keys(cfg: DictConfig) -> None:
                 f"unknown key {where}{unknown[0]} ({node._target_.rsplit('.', 1)[-1]}); "
                 f"valid keys of {path or 'the config'}: {', '.join(sorted(valid))}"
             )
+
+
+PORTFOLIO_KEYS = ("arms", "seeds", "supervisor_candidate")
+
+
+def _presets() -> list[str] | None:
+    """The experiment presets Hydra can compose (``conf/exp/``), where Hydra is running."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():
+        return None
+    return sorted(GlobalHydra.instance().config_loader().get_group_options("exp"))
+
+
+def check_portfolio(cfg: DictConfig) -> None:
+    """A portfolio needs arms that are experiment presets (not itself), an arbiter whose
+    criteria exist (when one is chosen), and one image at a time."""
+    portfolio = cfg.get("portfolio")
+    if not portfolio:
+        return
+    from weakdeblur.arbiter import CRITERIA
+
+    unknown = sorted(set(portfolio.keys()) - set(PORTFOLIO_KEYS))
+    if unknown:
+        raise PreflightError(
+            f"unknown key portfolio.{unknown[0]}; valid keys: {', '.join(PORTFOLIO_KEYS)}"
+        )
+    arms = portfolio.get("arms")
+    if not isinstance(arms, ListConfig) or not arms or not all(isinstance(a, str) for a in arms):
+        raise PreflightError(
+            "portfolio.arms: a non-empty list of experiment presets, e.g. [selfdeblur,weak_rec_es]"
+        )
+    presets = _presets()
+    for arm in arms:
+        if arm == "portfolio" or (presets is not None and arm not in presets):
+            choices = ", ".join(p for p in presets or [] if p != "portfolio")
+            raise PreflightError(f"portfolio.arms: unknown arm {arm!r}; choose from {choices}")
+    if len(set(arms)) != len(arms):
+        raise PreflightError(f"portfolio.arms: an arm is listed twice: {list(arms)}")
+    arbiter = cfg.get("arbiter") or {}  # none: the default arbiter
+    criteria = arbiter.get("criteria") or {}
+    for name, weight in criteria.items():
+        if name not in CRITERIA:
+            raise PreflightError(
+                f"arbiter.criteria: unknown criterion {name!r}; choose from {', '.join(CRITERIA)}"
+            )
+        if not _number(weight) or weight <= 0:
+            raise PreflightError(f"arbiter.criteria.{name}: a number > 0; got {weight!r}")
+    if arbiter and not criteria:
+        raise PreflightError("arbiter.criteria: at least one criterion, e.g. cross_validated_fit")
+    if cfg.get("solver") and (cfg.solver.get("batch_size") or 1) > 1:
+        raise PreflightError(
+            "a portfolio runs its candidates one at a time: leave solver.batch_size at 1"
+        )
 
 
 def check_kernel_supervisor(cfg: DictConfig) -> None:

@@ -1,0 +1,244 @@
+"""Portfolio: candidates per image (arms × seeds, and g's own estimate) and the arbiter's choice."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONF, PROJECT
+from hydra import compose, initialize_config_dir
+
+from weakdeblur.arbiter import Arbiter, Candidate, _ranks
+from weakdeblur.data.sample import Sample
+from weakdeblur.evaluation import Evaluator
+from weakdeblur.metrics import LPIPSMetric
+from weakdeblur.physics import blur_same
+from weakdeblur.run import build_solver
+from weakdeblur.runtime.pipeline import ImagePipeline
+from weakdeblur.runtime.portfolio import CANDIDATE_TENSORS, Arm, Portfolio
+from weakdeblur.runtime.tracking import LocalArtifacts, NullTracker
+
+TINY = [
+    "generator=small",
+    "optim.iterations=4",
+    "optim.log_every=2",
+    "optim.snapshot_every=0",
+    "logger=none",
+    "progress=false",
+    "metrics.lpips=false",
+    "metrics.error_ratio=false",
+    "device=cpu",
+]
+
+
+def synthetic_sample(size: int = 40, kernel_size: int = 5) -> Sample:
+    generator = torch.Generator().manual_seed(3)
+    sharp = torch.rand(1, 1, size, size, generator=generator)
+    sharp = torch.nn.functional.avg_pool2d(sharp, 3, stride=1, padding=1)  # some structure
+    kernel = torch.zeros(1, 1, kernel_size, kernel_size)
+    kernel[0, 0, kernel_size // 2, :] = 1 / kernel_size  # horizontal motion
+    blurry = blur_same(sharp, kernel, border="replicate")
+    return Sample("synthetic", blurry, (kernel_size, kernel_size), sharp=sharp, kernel=kernel)
+
+
+# -- the arbiter -------------------------------------------------------------------------------
+
+
+def test_ranks_share_ties():
+    assert _ranks([3.0, 1.0, 3.0, 0.5]) == [2.5, 1.0, 2.5, 0.0]
+
+
+def test_arbiter_refuses_unknown_or_empty_criteria():
+    with pytest.raises(ValueError, match="unknown arbiter criterion 'sharpness'.*data_fit"):
+        Arbiter({"sharpness": 1.0})
+    with pytest.raises(ValueError, match="at least one criterion"):
+        Arbiter({})
+    with pytest.raises(ValueError, match="weight > 0"):
+        Arbiter({"data_fit": 0.0})
+
+
+def test_arbiter_picks_the_true_kernel_over_wrong_ones_by_cross_validation():
+    sample = synthetic_sample(size=48, kernel_size=7)
+    true = sample.kernel
+    delta = torch.zeros_like(true)
+    delta[0, 0, 3, 3] = 1.0
+    vertical = true.transpose(-1, -2).contiguous()
+    candidates = [
+        Candidate("delta", "a", sample.blurry, delta),
+        Candidate("vertical", "b", sample.sharp, vertical),
+        Candidate("true", "c", sample.sharp, true),
+    ]
+    choice = Arbiter({"cross_validated_fit": 1.0}).choose(sample.blurry, candidates)
+    assert choice.index == 2
+    assert choice.total == choice.scores["cross_validated_fit"]
+    assert "cross_validated_fit lowest" in choice.reason
+    # the plain data fit cannot tell: (y, delta) fits y exactly
+    fit = Arbiter({"data_fit": 1.0}).choose(sample.blurry, candidates)
+    assert fit.index == 0 and fit.scores["data_fit"][0] < 1e-12
+
+
+def test_combined_arbiter_sums_weighted_ranks():
+    sample = synthetic_sample()
+    candidates = [
+        Candidate(name, name, sample.sharp, sample.kernel) for name in ("first", "second")
+    ]
+    choice = Arbiter({"data_fit": 1.0, "kernel_disagreement": 2.0}).choose(
+        sample.blurry, candidates
+    )
+    # identical candidates: every rank ties, so does the total; the earlier one wins
+    assert choice.total == [1.5, 1.5] and choice.index == 0
+
+
+# -- the portfolio, without Hydra's entry point -------------------------------------------------
+
+
+def arm(name: str, output_dir: Path, *overrides: str) -> Arm:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"+exp={name}", *TINY, *overrides])
+    solver = build_solver(cfg)
+    evaluator = Evaluator(cut=2, max_shift=1, lpips=LPIPSMetric(False), error_ratio=False)
+    pipeline = ImagePipeline(solver, evaluator, LocalArtifacts(output_dir))
+    supervisor = cfg.supervisor.get("_target_")
+    return Arm(name, pipeline, f"fingerprint-{name}", supervisor)
+
+
+def test_portfolio_runs_every_candidate_keeps_them_and_reuses_them(tmp_path: Path):
+    sample = synthetic_sample()
+    arms = [arm("selfdeblur", tmp_path), arm("weak_rec_es", tmp_path, "supervisor.alternations=1")]
+    portfolio = Portfolio(
+        arms, [0, 1], Arbiter({"cross_validated_fit": 1.0}), tmp_path, NullTracker()
+    )
+    record = portfolio.run(sample, {"name": sample.name})
+    chosen = record["portfolio"]["chosen"]
+    names = [c["name"] for c in record["portfolio"]["candidates"]]
+    # 2 arms x 2 seeds, and the map g's own (x̄, k̄)
+    assert names == [
+        "selfdeblur-seed0",
+        "selfdeblur-seed1",
+        "weak_rec_es-seed0",
+        "weak_rec_es-seed1",
+        "xbar-weak_rec_es",
+    ]
+    assert record["status"] == "ok" and chosen in names
+    totals = [c["total"] for c in record["portfolio"]["candidates"]]
+    assert totals[names.index(chosen)] == min(totals)
+    # the study's view: each candidate's PSNR is kept, the image's PSNR is the winner's
+    psnrs = {c["name"]: c["psnr"] for c in record["portfolio"]["candidates"]}
+    assert record["psnr"] == pytest.approx(psnrs[chosen])
+    # g's candidates share one kernel vote group
+    groups = {c["name"]: c["group"] for c in record["portfolio"]["candidates"]}
+    assert groups["weak_rec_es-seed0"] == groups["xbar-weak_rec_es"]
+    assert groups["selfdeblur-seed0"] != groups["selfdeblur-seed1"]
+    # the cost is every candidate's iterations (x̄ costs none here)
+    assert record["iterations"] == 4 * 4
+    for label in names[:4]:
+        folder = tmp_path / sample.name / "candidates" / label
+        assert (folder / CANDIDATE_TENSORS).is_file() and (folder / "metrics.json").is_file()
+        assert json.loads((folder / "metrics.json").read_text())["status"] == "ok"
+    # a second pass reuses every finished candidate and chooses the same
+    again = portfolio.run(sample, {"name": sample.name})
+    assert again["portfolio"]["chosen"] == chosen
+    assert again["portfolio"]["candidates"] == record["portfolio"]["candidates"]
+
+
+def test_portfolio_redoes_a_candidate_whose_settings_changed(tmp_path: Path):
+    sample = synthetic_sample()
+    first = Portfolio(
+        [arm("selfdeblur", tmp_path)], [0], Arbiter({"data_fit": 1.0}), tmp_path, NullTracker()
+    )
+    first.run(sample, {"name": sample.name})
+    folder = tmp_path / sample.name / "candidates" / "selfdeblur-seed0"
+    before = json.loads((folder / "metrics.json").read_text())["config_fingerprint"]
+    changed = arm("selfdeblur", tmp_path)
+    changed.fingerprint = "another configuration"
+    second = Portfolio([changed], [0], Arbiter({"data_fit": 1.0}), tmp_path, NullTracker())
+    second.run(sample, {"name": sample.name})
+    after = json.loads((folder / "metrics.json").read_text())
+    assert after["config_fingerprint"] != before and "resumed" not in after
+
+
+# -- the command line --------------------------------------------------------------------------
+
+
+def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "weakdeblur.run", *overrides],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**__import__("os").environ, "WANDB_MODE": "disabled"},
+    )
+
+
+def test_portfolio_preset_on_the_demo(tmp_path: Path):
+    out = tmp_path / "out"
+    overrides = [
+        "+exp=portfolio",
+        "portfolio.arms=[selfdeblur,weak_rec_es]",
+        "portfolio.seeds=1",
+        "data.crop=48",
+        *TINY,
+        f"hydra.run.dir={out}",
+        "threads=1",
+    ]
+    done = run_cli(*overrides, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (image,) = [folder for folder in out.iterdir() if (folder / "metrics.json").is_file()]
+    metrics = json.loads((image / "metrics.json").read_text())
+    chosen = metrics["portfolio"]["chosen"]
+    assert chosen in {"selfdeblur-seed0", "weak_rec_es-seed0", "xbar-weak_rec_es"}
+    assert (image / "x.png").is_file() and (image / "k.png").is_file()
+    for label in ("selfdeblur-seed0", "weak_rec_es-seed0"):
+        assert (image / "candidates" / label / "x.png").is_file()
+    assert metrics["iterations"] == 2 * 4  # the portfolio's cost: every candidate's iterations
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["ok"] == 1 and summary["per_image"][0]["portfolio"]["chosen"] == chosen
+    assert f"chose {chosen}" in done.stderr + done.stdout
+
+
+def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path):
+    out = tmp_path / "out"
+    done = run_cli(
+        "+exp=portfolio", "optim.iteration=3", *TINY, f"hydra.run.dir={out}", cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0, done.stderr
+    assert "optim.iteration" in done.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("portfolio.arms=[selfdeblur,nope]", "unknown arm 'nope'; choose from"),
+        ("portfolio.arms=[]", "portfolio.arms: a non-empty list"),
+        ("portfolio.arms=[selfdeblur,selfdeblur]", "listed twice"),
+        ("portfolio.seeds=0", "portfolio.seeds"),
+        ("+portfolio.seed=2", "unknown key portfolio.seed"),
+        ("+arbiter.criteria.sharpness=1.0", "unknown criterion 'sharpness'"),
+    ],
+)
+def test_bad_portfolio_settings_are_refused_before_any_work(tmp_path, override, message):
+    out = tmp_path / "out"
+    done = run_cli("+exp=portfolio", override, *TINY, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not out.exists()
+
+
+def test_a_portfolio_without_an_arbiter_choice_uses_the_cross_validated_fit():
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from weakdeblur.arbiter import DEFAULT_CRITERIA
+    from weakdeblur.runtime.preflight import check_settings
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["portfolio=default"])
+        check_settings(cfg)  # no arbiter chosen: not an error
+        preset = compose(config_name="config", overrides=["+exp=portfolio"])
+    assert "arbiter" not in cfg
+    assert dict(preset.arbiter.criteria) == DEFAULT_CRITERIA

@@ -1,0 +1,261 @@
+r"""A portfolio: several candidate runs of one image, and an arbiter that picks one.
+
+Candidates are seeds × arms, where an arm is an experiment preset (``selfdeblur``,
+``weak_rec_es``, ...) with its own solver, and, where an arm's supervisor g estimates a kernel,
+g's own estimate (x̄, k̄) as one more candidate (``xbar-<arm>``). Each candidate runs through
+the same one-image pipeline as a plain run (:class:`~weakdeblur.runtime.pipeline.ImagePipeline`) and
+keeps its artefacts (x, k, ŷ, history, metrics) in ``<image>/candidates/<arm>-seed<s>/``;
+a candidate finished with the same arm configuration and seed is reused when the portfolio is
+run again (resume per candidate). The arbiter (:class:`~weakdeblur.arbiter.Arbiter`) scores
+every candidate from the blurry image alone and the lowest score wins; the winner becomes the
+image's result, and the record says which candidate won, by which criteria, with every
+candidate's scores (and, where a ground truth exists, each candidate's PSNR, for studies only:
+the arbiter never reads it).
+
+On a CPU the candidates run one after the other. Nothing here reads Hydra or W&B: the entry
+point composes the arms and gives each its pipeline.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from weakdeblur.arbiter import Arbiter, Candidate
+from weakdeblur.colour import ColourView
+from weakdeblur.data.sample import Sample
+from weakdeblur.physics import blur_same
+from weakdeblur.runtime.pipeline import ImagePipeline
+from weakdeblur.runtime.resume import completed_record, fingerprint
+from weakdeblur.runtime.tracking import METRICS_FILE, Tracker, write_json
+from weakdeblur.types import Result
+
+log = logging.getLogger("weakdeblur")
+
+CANDIDATES_DIR = "candidates"
+CANDIDATE_TENSORS = "candidate.pt"  # the candidate's estimate in the solver's view, for resuming
+# what a portfolio's image record takes from its winner (its scores against the ground truth)
+WINNER_KEYS = (
+    "psnr",
+    "ssim",
+    "lpips",
+    "kernel_error",
+    "error_ratio",
+    "blurry_psnr",
+    "blurry_ssim",
+    "returned_iteration",
+    "stopped_early",
+)
+
+
+@dataclass
+class Arm:
+    """One experiment preset of a portfolio: its name, the pipeline built from its configuration,
+    the fingerprint of that configuration, and ``supervisor``, a key naming its supervisor g
+    (``None`` for an arm without one): candidates that share g share one kernel vote."""
+
+    name: str
+    pipeline: ImagePipeline
+    fingerprint: str
+    supervisor: str | None = None
+
+
+@dataclass
+class Outcome:
+    """One candidate of one image: its estimate (solver's view) and its record."""
+
+    candidate: Candidate
+    record: dict[str, Any]
+    result: Result
+
+
+def save_candidate(folder: Path, result: Result) -> None:
+    """The candidate's tensors (x at y's size, k, ŷ, x̄, k̄) and history, written atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{CANDIDATE_TENSORS}.{os.getpid()}.tmp"
+    torch.save(
+        {
+            "image": result.image,
+            "kernel": result.kernel,
+            "blurred": result.blurred,
+            "supervised": result.supervised,
+            "supervised_kernel": result.supervised_kernel,
+            "history": result.history,
+        },
+        temporary,
+    )
+    os.replace(temporary, folder / CANDIDATE_TENSORS)
+
+
+def load_candidate(folder: Path, name: str, record: dict[str, Any]) -> Result | None:
+    """The stored candidate as a result, or ``None`` when its tensors are missing or unreadable."""
+    try:
+        stored = torch.load(folder / CANDIDATE_TENSORS, weights_only=True)
+    except (OSError, RuntimeError, EOFError):
+        return None
+    return Result(
+        name=name,
+        image=stored["image"],
+        kernel=stored["kernel"],
+        blurred=stored["blurred"],
+        iterations=int(record.get("iterations", 0)),
+        returned_iteration=int(record.get("returned_iteration", 0)),
+        seconds=float(record.get("seconds", 0.0)),
+        history=stored["history"],
+        stopped_early=bool(record.get("stopped_early", False)),
+        supervised=stored["supervised"],
+        supervised_kernel=stored["supervised_kernel"],
+    )
+
+
+@dataclass
+class Portfolio:
+    """Run ``arms`` × ``seeds`` (and g's own estimate where ``supervisor_candidate``) on one
+    image, under ``output_dir``, and let ``arbiter`` choose."""
+
+    arms: list[Arm]
+    seeds: list[int]
+    arbiter: Arbiter
+    output_dir: Path
+    trackers: Tracker  # the image's own record and artefacts (the winner's)
+    supervisor_candidate: bool = True
+    resume: bool = True
+
+    @property
+    def candidates_per_image(self) -> int:
+        return len(self.arms) * len(self.seeds)
+
+    def run_candidate(self, arm: Arm, seed: int, sample: Sample, base: dict) -> Outcome | None:
+        """One candidate, reused from its folder when it finished with the same settings."""
+        label = f"{arm.name}-seed{seed}"
+        name = f"{sample.name}/{CANDIDATES_DIR}/{label}"
+        folder = self.output_dir / name
+        key = fingerprint({"arm": arm.fingerprint, "seed": seed})
+        done = completed_record(folder, key, quiet=True) if self.resume else None
+        result = load_candidate(folder, name, done) if done is not None else None
+        if done is not None and result is not None:
+            log.info("%s: candidate %s complete, reused", sample.name, label)
+            record = {**done, "resumed": True}
+        else:
+            record = {
+                **base,
+                "name": name,
+                "arm": arm.name,
+                "seed": seed,
+                "config_fingerprint": key,
+            }
+            record, result = arm.pipeline.run(replace(sample, name=name), seed, record)
+            if record.get("status") == "ok":
+                save_candidate(folder, result)
+        if record.get("status") != "ok":
+            return None
+        group = f"g:{arm.supervisor}" if arm.supervisor is not None else label
+        return Outcome(Candidate(label, group, result.image, result.kernel), record, result)
+
+    def supervisor_outcomes(self, sample: Sample, outcomes: list[Outcome]) -> list[Outcome]:
+        """g's own estimate (x̄, k̄) as a candidate, once per supervisor that gives a kernel."""
+        found: dict[str, Outcome] = {}
+        arms = {arm.name: arm for arm in self.arms}
+        for outcome in outcomes:
+            arm = arms[outcome.record["arm"]]
+            result = outcome.result
+            if arm.supervisor is None or arm.supervisor in found:
+                continue
+            if result.supervised is None or result.supervised_kernel is None:
+                continue
+            image, kernel = result.supervised, result.supervised_kernel
+            label = f"xbar-{arm.name}"
+            record = {
+                "name": f"{sample.name}/{CANDIDATES_DIR}/{label}",
+                "arm": label,
+                "status": "ok",
+                "iterations": 0,
+                "seconds": 0.0,
+                **arm.pipeline.evaluator.final(sample, image, kernel),
+            }
+            blurred = blur_same(image, kernel.to(image.dtype), border="replicate")
+            supervised = Result(record["name"], image, kernel, blurred, 0, 0)
+            found[arm.supervisor] = Outcome(
+                Candidate(label, f"g:{arm.supervisor}", image, kernel), record, supervised
+            )
+        return list(found.values())
+
+    def run(self, sample: Sample, base: dict[str, Any]) -> dict[str, Any]:
+        """Every candidate of the loaded ``sample``, the arbiter's choice, the winner written as
+        the image's result; return the image's record."""
+        view = ColourView.of(sample, self.arms[0].pipeline.color)
+        record, result = self.choose(sample, view.solve, base)
+        if result is None:
+            folder = self.output_dir / sample.name
+            folder.mkdir(parents=True, exist_ok=True)
+            write_json(folder / METRICS_FILE, record)
+            return record
+        self.trackers.start_image(view.show, record)
+        self.trackers.end_image(view.show, view.result(result), record)
+        return record
+
+    def choose(
+        self, sample: Sample, solved: Sample, base: dict[str, Any]
+    ) -> tuple[dict[str, Any], Result | None]:
+        """Run the candidates of ``sample`` and choose among them in the solver's view
+        (``solved``); the image's record and the winner's result (``None`` when no candidate
+        finished)."""
+        outcomes = [
+            outcome
+            for arm in self.arms
+            for seed in self.seeds
+            if (outcome := self.run_candidate(arm, seed, sample, base)) is not None
+        ]
+        if self.supervisor_candidate:
+            outcomes += self.supervisor_outcomes(solved, outcomes)
+        spent = {
+            "iterations": sum(int(o.record.get("iterations") or 0) for o in outcomes),
+            "seconds": sum(float(o.record.get("seconds") or 0.0) for o in outcomes),
+        }
+        if not outcomes:
+            message = "no candidate finished"
+            log.error("%s: %s", sample.name, message)
+            return {**base, "status": "failed", "message": message, **spent}, None
+        choice = self.arbiter.choose(solved.blurry, [o.candidate for o in outcomes])
+        winner = outcomes[choice.index]
+        candidates = [
+            {
+                "name": o.candidate.name,
+                "arm": o.record.get("arm"),
+                "seed": o.record.get("seed"),
+                "group": o.candidate.group,
+                "scores": {key: values[i] for key, values in choice.scores.items()},
+                "total": choice.total[i],
+                "iterations": o.record.get("iterations"),
+                "seconds": o.record.get("seconds"),
+                **({"psnr": o.record["psnr"]} if "psnr" in o.record else {}),
+            }
+            for i, o in enumerate(outcomes)
+        ]
+        record = {
+            **base,
+            **{key: winner.record[key] for key in WINNER_KEYS if key in winner.record},
+            "status": "ok",
+            "message": "",
+            **spent,
+            "kernel_size": list(solved.kernel_size),
+            "image_size": list(solved.blurry.shape[-2:]),
+            "portfolio": {
+                "chosen": winner.candidate.name,
+                "criteria": dict(self.arbiter.criteria),
+                "reason": choice.reason,
+                "candidates": candidates,
+            },
+        }
+        log.info("%s: the arbiter chose %s (%s)", sample.name, winner.candidate.name, choice.reason)
+        return record, replace(winner.result, name=sample.name, **spent)
+
+    def close(self) -> None:
+        """Close every arm's trackers (the image's own belong to the caller)."""
+        for arm in self.arms:
+            arm.pipeline.trackers.close()

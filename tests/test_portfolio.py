@@ -194,6 +194,12 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path):
     for label in ("selfdeblur-seed0", "weak_rec_es-seed0"):
         assert (image / "candidates" / label / "x.png").is_file()
     assert metrics["iterations"] == 2 * 4  # the portfolio's cost: every candidate's iterations
+    # each arm ran its own preset: the supervised arm has g's x̄ and k̄, SelfDeblur has not
+    listed = {c["name"]: c for c in metrics["portfolio"]["candidates"]}
+    assert set(listed) == {"selfdeblur-seed0", "weak_rec_es-seed0", "xbar-weak_rec_es"}
+    assert listed["selfdeblur-seed0"]["psnr"] != listed["weak_rec_es-seed0"]["psnr"]
+    supervised = json.loads((image / "candidates/weak_rec_es-seed0/metrics.json").read_text())
+    assert "supervised_psnr" in supervised and supervised["arm"] == "weak_rec_es"
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] == 1 and summary["per_image"][0]["portfolio"]["chosen"] == chosen
     assert f"chose {chosen}" in done.stderr + done.stdout

@@ -276,7 +276,7 @@ def build_portfolio(
         arms.append(
             Arm(
                 name,
-                replace(pipeline, solver=solver, trackers=trackers),
+                replace(pipeline, solver=solver, trackers=trackers, solve=None),
                 fingerprint(OmegaConf.to_container(arm_cfg, resolve=True)),
                 fingerprint({"supervisor": OmegaConf.to_container(supervisor, resolve=True)})
                 if supervisor.get("_target_")

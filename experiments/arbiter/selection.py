@@ -1,17 +1,23 @@
 """How well each no-reference criterion (weakdeblur.arbiter) picks the best of several
 candidate runs of the same images, measured where the ground truth is known.
 
+    python experiments/arbiter/selection.py --portfolio PORTFOLIO_RUN [--json out.json]
     python experiments/arbiter/selection.py RUN_FOLDER RUN_FOLDER [...] [--json out.json]
 
-Each RUN_FOLDER is one candidate set member: a run folder whose image folders hold
-``metrics.json`` (with ``psnr``), ``x.png``, ``k.pt`` and ``blurry.png``, as ``weakdeblur.run``
-writes them (for example one folder per seed or per arm). Images present in at least two
-folders are scored: per image, every criterion scores every candidate (lower is better) and
-"picks" its lowest; the ground truth only judges the pick afterwards. Printed per criterion:
-the selection accuracy (how often the pick is the best candidate by PSNR), the mean PSNR of
-the picks against the mean candidate and the best one (the ceiling), and the mean Spearman
-rank correlation between the criterion and the PSNR over each image's candidates (−1 is
-perfect for a lower-is-better score). Calibrate on data=shake, never on Levin.
+``--portfolio``: a run of ``+exp=portfolio``; each image folder's ``candidates/*/`` holds a
+candidate (``candidate.pt``, its exact tensors, and ``metrics.json`` with its PSNR), and g's own
+estimate (x̄, k̄) is one more candidate, scored from the image's ``metrics.json``. Otherwise each
+RUN_FOLDER is one candidate per image (for example one folder per seed or per arm): image
+folders with ``metrics.json`` (``psnr``), ``x.png``, ``k.pt`` and ``blurry.png``; images found in
+two or more folders are scored.
+
+Per image, every criterion of weakdeblur.arbiter.CRITERIA, and every combination shipped in
+conf/arbiter/, scores every candidate (lower is better) and "picks" its lowest; the ground truth
+only judges the pick afterwards. Printed per criterion: the selection accuracy (how often the
+pick is the best candidate by PSNR), the mean PSNR of the picks against the mean candidate and
+the best one (the ceiling), the mean Spearman rank correlation between the criterion and the
+PSNR over each image's candidates (-1 is perfect for a lower-is-better score), and the fixed
+choices (always the same arm) for comparison. Calibrate on data=shake, never on Levin.
 """
 
 from __future__ import annotations
@@ -23,33 +29,77 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import torch
+import yaml
 
-from weakdeblur.arbiter import (
-    cross_scale_inconsistency,
-    cross_validated_fit,
-    data_fit,
-    kernel_disagreement,
-)
+from weakdeblur.arbiter import CRITERIA, Arbiter, Candidate
+
+ARBITERS = Path(__file__).resolve().parents[2] / "conf" / "arbiter"
 
 
 def _grey(path: Path) -> torch.Tensor:
     array = torch.from_numpy(iio.imread(path)).double() / 255.0
-    return array.mean(-1) if array.ndim == 3 else array
+    return (array.mean(-1) if array.ndim == 3 else array)[None, None]
 
 
-def load(folder: Path) -> dict[str, dict]:
-    found = {}
-    for image in sorted(p for p in folder.iterdir() if (p / "metrics.json").is_file()):
+def load_runs(folders: list[Path]) -> dict[str, list[dict]]:
+    """Per image, one candidate from each run folder that finished it."""
+    found: dict[str, list[dict]] = {}
+    for folder in folders:
+        for image in sorted(p for p in folder.iterdir() if (p / "metrics.json").is_file()):
+            metrics = json.loads((image / "metrics.json").read_text())
+            if metrics.get("status") != "ok" or "psnr" not in metrics:
+                continue
+            found.setdefault(image.name, []).append(
+                {
+                    "name": folder.name,
+                    "group": folder.name,
+                    "psnr": float(metrics["psnr"]),
+                    "x": _grey(image / "x.png"),
+                    "y": _grey(image / "blurry.png"),
+                    "k": torch.load(image / "k.pt", weights_only=True).double(),
+                }
+            )
+    return {name: c for name, c in found.items() if len(c) > 1}
+
+
+def load_portfolio(root: Path) -> dict[str, list[dict]]:
+    """Per finished image of a portfolio run, its candidates (g's x̄ included)."""
+    found: dict[str, list[dict]] = {}
+    for image in sorted(p for p in root.iterdir() if (p / "metrics.json").is_file()):
         metrics = json.loads((image / "metrics.json").read_text())
-        if metrics.get("status") != "ok" or "psnr" not in metrics:
+        if metrics.get("status") != "ok" or "portfolio" not in metrics:
             continue
-        found[image.name] = {
-            "psnr": float(metrics["psnr"]),
-            "x": _grey(image / "x.png")[None, None],
-            "y": _grey(image / "blurry.png")[None, None],
-            "k": torch.load(image / "k.pt", weights_only=True).double(),
-            "run": str(folder),
-        }
+        listed = {c["name"]: c for c in metrics["portfolio"]["candidates"]}
+        y = _grey(image / "blurry.png")
+        candidates = []
+        for folder in sorted((image / "candidates").iterdir()):
+            stored = torch.load(folder / "candidate.pt", weights_only=True)
+            entry = listed[folder.name]
+            candidates.append(
+                {
+                    "name": folder.name,
+                    "group": entry["group"],
+                    "psnr": entry["psnr"],
+                    "x": stored["image"].double(),
+                    "y": y,
+                    "k": stored["kernel"].double(),
+                }
+            )
+            if stored.get("supervised") is not None and stored.get("supervised_kernel") is not None:
+                label = f"xbar-{entry['arm']}"
+                if label in listed and all(c["name"] != label for c in candidates):
+                    candidates.append(
+                        {
+                            "name": label,
+                            "group": listed[label]["group"],
+                            "psnr": listed[label]["psnr"],
+                            "x": stored["supervised"].double(),
+                            "y": y,
+                            "k": stored["supervised_kernel"].double(),
+                        }
+                    )
+        if len(candidates) > 1:
+            found[image.name] = candidates
     return found
 
 
@@ -71,55 +121,64 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return cov / var if var else None
 
 
-CRITERIA = {
-    "data_fit": lambda c, all_: data_fit(c["x"], c["k"], c["y"]),
-    "cross_validated_fit": lambda c, all_: cross_validated_fit(c["y"], c["k"]),
-    "cross_scale_inconsistency": lambda c, all_: cross_scale_inconsistency(c["x"], c["k"]),
-}
+def arbiters() -> dict[str, Arbiter]:
+    """Every single criterion, and every combination shipped in conf/arbiter/."""
+    chosen = {name: Arbiter({name: 1.0}) for name in CRITERIA}
+    for path in sorted(ARBITERS.glob("*.yaml")):
+        criteria = yaml.safe_load(path.read_text())["criteria"]
+        if len(criteria) > 1:
+            chosen[f"arbiter={path.stem}"] = Arbiter(criteria)
+    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", type=Path)
+    parser.add_argument("runs", nargs="*", type=Path)
+    parser.add_argument("--portfolio", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     arguments = parser.parse_args(argv)
-    runs = [load(folder) for folder in arguments.runs]
-    names = sorted({name for run in runs for name in run if sum(name in r for r in runs) > 1})
-    if not names:
+    images = load_portfolio(arguments.portfolio) if arguments.portfolio else {}
+    if arguments.runs:
+        images.update(load_runs(arguments.runs))
+    if not images:
         print("no image has two or more finished candidates")
         return 2
-    per_criterion: dict[str, dict[str, list]] = {}
+    per_arbiter: dict[str, dict[str, list]] = {}
+    fixed: dict[str, list[float]] = {}
     rows = []
-    for name in names:
-        candidates = [run[name] for run in runs if name in run]
+    for name, candidates in sorted(images.items()):
         psnrs = [c["psnr"] for c in candidates]
-        scores = {key: [f(c, candidates) for c in candidates] for key, f in CRITERIA.items()}
-        scores["kernel_disagreement"] = kernel_disagreement([c["k"] for c in candidates])
         best = max(psnrs)
-        row = {"image": name, "candidates": len(candidates), "psnr": psnrs}
-        for key, values in scores.items():
-            pick = min(range(len(values)), key=values.__getitem__)
-            entry = per_criterion.setdefault(key, {"hit": [], "picked": [], "rho": []})
-            entry["hit"].append(psnrs[pick] == best)
-            entry["picked"].append(psnrs[pick])
-            rho = spearman(values, psnrs)
+        picks = [Candidate(c["name"], c["group"], c["x"], c["k"]) for c in candidates]
+        row = {"image": name, "candidates": [c["name"] for c in candidates], "psnr": psnrs}
+        for label, arbiter in arbiters().items():
+            choice = arbiter.choose(candidates[0]["y"], picks)
+            entry = per_arbiter.setdefault(label, {"hit": [], "picked": [], "rho": []})
+            entry["hit"].append(psnrs[choice.index] == best)
+            entry["picked"].append(psnrs[choice.index])
+            rho = spearman(choice.total, psnrs)
             if rho is not None:
                 entry["rho"].append(rho)
-            row[key] = values
+            row[label] = choice.total
+        for c in candidates:
+            fixed.setdefault(c["name"], []).append(c["psnr"])
         rows.append(row)
     mean_candidate = statistics.fmean(statistics.fmean(r["psnr"]) for r in rows)
     ceiling = statistics.fmean(max(r["psnr"]) for r in rows)
-    print(f"{len(rows)} images, candidates per image: {[r['candidates'] for r in rows]}")
+    print(f"{len(rows)} images, candidates: {rows[0]['candidates']}")
     print(f"mean candidate {mean_candidate:.2f} dB, best per image (ceiling) {ceiling:.2f} dB")
-    print(f"{'criterion':<28} {'accuracy':>9} {'picked dB':>10} {'rank corr':>10}")
+    print(f"{'choice':<34} {'accuracy':>9} {'picked dB':>10} {'rank corr':>10}")
     summary = {}
-    for key, entry in per_criterion.items():
+    for key, entry in per_arbiter.items():
         accuracy = statistics.fmean(entry["hit"])
         picked = statistics.fmean(entry["picked"])
         rho = statistics.fmean(entry["rho"]) if entry["rho"] else None
         summary[key] = {"accuracy": accuracy, "picked_psnr": picked, "spearman": rho}
         rho_text = f"{rho:10.2f}" if rho is not None else f"{'-':>10}"
-        print(f"{key:<28} {accuracy:9.2f} {picked:10.2f} {rho_text}")
+        print(f"{key:<34} {accuracy:9.2f} {picked:10.2f} {rho_text}")
+    for name, values in sorted(fixed.items()):
+        if len(values) == len(rows):  # a candidate every image has: always choosing it
+            print(f"{'always ' + name:<34} {'':>9} {statistics.fmean(values):10.2f}")
     if arguments.json:
         arguments.json.write_text(
             json.dumps(
@@ -127,9 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                     "mean_candidate": mean_candidate,
                     "ceiling": ceiling,
                     "criteria": summary,
-                    "images": [
-                        {k: v for k, v in row.items() if k != "run"} for row in rows
-                    ],
+                    "images": rows,
                 },
                 indent=1,
             )

@@ -14,6 +14,7 @@ the reference prints as ``LOSS i-1`` (it counts from 0).
         --log levin5000_k6.log --x-dir out_levin128_k6/ \\
         --run outputs/reference_start/crops_5000 --image im3_kernel6_img
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,9 @@ def reference_losses(log: Path) -> dict[int, float]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--log", type=Path, required=True, help="the reference script's stdout")
-    parser.add_argument("--x-dir", type=Path, required=True, help="its --save_path (the .npy crops)")
+    parser.add_argument(
+        "--x-dir", type=Path, required=True, help="its --save_path (the .npy crops)"
+    )
     parser.add_argument("--run", type=Path, required=True, help="weakdeblur run folder")
     parser.add_argument("--image", required=True, help="Levin image name, e.g. im3_kernel6_img")
     parser.add_argument("--crop", type=int, default=128, help="central crop of both runs")
@@ -57,17 +60,22 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("set WEAKDEBLUR_DATA or --data-root (a folder holding levin/)")
 
     kernel_sizes = list(OmegaConf.load(LEVIN_CONFIG).kernel_sizes)  # the project's, not a copy
-    sample = LevinDataset(Path(args.data_root) / "levin", kernel_sizes,
-                          crop=args.crop).load(args.image)
+    sample = LevinDataset(Path(args.data_root) / "levin", kernel_sizes, crop=args.crop).load(
+        args.image
+    )
     score = Evaluator(lpips=LPIPSMetric(False)).progress(sample)
     reference = reference_losses(args.log)
     with open(args.run / args.image / "history.csv", newline="") as handle:
         ours = {int(float(row["iteration"])): row for row in csv.DictReader(handle)}
 
-    print(f"{args.image}: blurry {score(sample.blurry)['psnr']:.4f} dB; "
-          f"{len(reference)} reference losses, {len(ours)} logged weakdeblur iterations")
-    print(f"{'iteration':>9} {'loss rel. diff':>14} {'ref PSNR':>9} {'ours PSNR':>9} "
-          f"{'ref SSIM':>8} {'ours SSIM':>9}")
+    print(
+        f"{args.image}: blurry {score(sample.blurry)['psnr']:.4f} dB; "
+        f"{len(reference)} reference losses, {len(ours)} logged weakdeblur iterations"
+    )
+    print(
+        f"{'iteration':>9} {'loss rel. diff':>14} {'ref PSNR':>9} {'ours PSNR':>9} "
+        f"{'ref SSIM':>8} {'ours SSIM':>9}"
+    )
     worst = 0.0
     for iteration, row in sorted(ours.items()):
         if iteration not in reference:
@@ -78,8 +86,10 @@ def main(argv: list[str] | None = None) -> None:
         if saved.exists():
             x = torch.from_numpy(np.load(saved)).float()[None, None]
             metrics = score(x)
-            print(f"{iteration:>9} {difference:>14.2e} {metrics['psnr']:>9.4f} "
-                  f"{float(row['psnr']):>9.4f} {metrics['ssim']:>8.4f} {float(row['ssim']):>9.4f}")
+            print(
+                f"{iteration:>9} {difference:>14.2e} {metrics['psnr']:>9.4f} "
+                f"{float(row['psnr']):>9.4f} {metrics['ssim']:>8.4f} {float(row['ssim']):>9.4f}"
+            )
     print(f"largest relative loss difference over the common logged iterations: {worst:.2e}")
 
 

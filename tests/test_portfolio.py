@@ -200,6 +200,16 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path):
     assert listed["selfdeblur-seed0"]["psnr"] != listed["weak_rec_es-seed0"]["psnr"]
     supervised = json.loads((image / "candidates/weak_rec_es-seed0/metrics.json").read_text())
     assert "supervised_psnr" in supervised and supervised["arm"] == "weak_rec_es"
+    # the local report shows the candidates side by side, the choice starred
+    from weakdeblur.report import report
+
+    text = (report([out], tmp_path / "report", figures=False) / "results.md").read_text()
+    section = text.split("## Portfolio candidates")[1]
+    assert f"{listed[chosen]['psnr']:.2f}*" in section
+    assert "The arbiter chose the best candidate on" in section
+    assert "candidates" not in [
+        line.split("|")[1].strip() for line in text.splitlines() if "|" in line
+    ]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] == 1 and summary["per_image"][0]["portfolio"]["chosen"] == chosen
     assert f"chose {chosen}" in done.stderr + done.stdout

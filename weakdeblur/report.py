@@ -548,12 +548,42 @@ def per_image_table(images: list[dict[str, Any]]) -> list[str]:
     return _table(header, rows, text=3)
 
 
+def portfolio_table(results: Sequence[ImageResult]) -> list[str]:
+    """Portfolio runs (:mod:`weakdeblur.runtime.portfolio`): per image, every candidate's PSNR
+    side by side, ``*`` on the arbiter's choice, then the chosen and the best PSNR; a last line
+    says how often the choice was the best. Empty when no result is a portfolio's."""
+    chosen = [r for r in results if isinstance(r.metrics.get("portfolio"), dict)]
+    if not chosen:
+        return []
+    names = list(
+        dict.fromkeys(c["name"] for r in chosen for c in r.metrics["portfolio"]["candidates"])
+    )
+    rows, hits = [], 0
+    for result in sorted(chosen, key=lambda r: (r.name, r.run.label)):
+        portfolio = result.metrics["portfolio"]
+        psnr = {c["name"]: c.get("psnr") for c in portfolio["candidates"]}
+        cells = []
+        for name in names:
+            cell = _cell(psnr.get(name), ".2f")
+            cells.append(cell + ("*" if name == portfolio["chosen"] else ""))
+        known = [value for value in psnr.values() if isinstance(value, (int, float))]
+        best = max(known) if known else None
+        hits += best is not None and psnr.get(portfolio["chosen"]) == best
+        rows.append(
+            [result.name, result.run.label, *cells]
+            + [_cell(psnr.get(portfolio["chosen"]), ".2f"), _cell(best, ".2f")]
+        )
+    lines = _table(["image", "experiment", *names, "chosen", "best"], rows, text=2)
+    return lines + ["", f"The arbiter chose the best candidate on {hits} of {len(rows)} images."]
+
+
 def markdown(
     summary: list[dict[str, Any]],
     images: list[dict[str, Any]],
     sources: Sequence[Path],
     figures: Sequence[str],
     paired: PairedComparison | None = None,
+    portfolio: Sequence[str] = (),
 ) -> str:
     lines = ["# Results", "", "Sources:", ""]
     lines += [f"- `{_display(source)}`" for source in sources]
@@ -577,6 +607,9 @@ def markdown(
         "",
     ]
     lines += per_image_table(images)
+    if portfolio:
+        lines += ["", "## Portfolio candidates (PSNR; * the arbiter's choice)", ""]
+        lines += portfolio
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"![{figure}]({figure})" for figure in figures]
@@ -664,7 +697,7 @@ def report(
                 indent=1,
             )
         )
-    text = markdown(summary, images, sources, written, comparison)
+    text = markdown(summary, images, sources, written, comparison, portfolio_table(results))
     temporary = out / ".results.md.tmp"
     temporary.write_text(text)
     os.replace(temporary, out / "results.md")

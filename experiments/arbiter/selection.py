@@ -30,6 +30,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import torch
 import yaml
+from scipy.stats import spearmanr
 
 from weakdeblur.arbiter import CRITERIA, Arbiter, Candidate
 
@@ -103,22 +104,12 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
     return found
 
 
-def ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    result = [0.0] * len(values)
-    for rank, index in enumerate(order):
-        result[index] = float(rank)
-    return result
-
-
 def spearman(a: list[float], b: list[float]) -> float | None:
-    if len(a) < 3:
+    """Spearman's rank correlation (ties share ranks); ``None`` below 3 candidates or when a
+    side is constant."""
+    if len(a) < 3 or len(set(a)) < 2 or len(set(b)) < 2:
         return None
-    ra, rb = ranks(a), ranks(b)
-    ma, mb = statistics.fmean(ra), statistics.fmean(rb)
-    cov = sum((x - ma) * (y - mb) for x, y in zip(ra, rb, strict=True))
-    var = (sum((x - ma) ** 2 for x in ra) * sum((y - mb) ** 2 for y in rb)) ** 0.5
-    return cov / var if var else None
+    return float(spearmanr(a, b).statistic)
 
 
 def arbiters() -> dict[str, Arbiter]:

@@ -143,6 +143,32 @@ def test_portfolio_runs_every_candidate_keeps_them_and_reuses_them(tmp_path: Pat
     assert again["portfolio"]["candidates"] == record["portfolio"]["candidates"]
 
 
+def test_candidates_of_a_result_set_aside_are_reused(tmp_path: Path):
+    """Re-running with another arbiter sets the image's result aside (its fingerprint changed);
+    its candidates come back and are not recomputed."""
+    from weakdeblur.runtime.resume import SUPERSEDED_DIR, set_aside
+
+    sample = synthetic_sample()
+    arms = [arm("selfdeblur", tmp_path)]
+    first = Portfolio(arms, [0, 1], Arbiter({"data_fit": 1.0}), tmp_path, NullTracker())
+    first.run(sample, {"name": sample.name, "config_fingerprint": "first", "status": "ok"})
+    folder = tmp_path / sample.name
+    stamps = {
+        label: (folder / "candidates" / label / CANDIDATE_TENSORS).stat().st_mtime_ns
+        for label in ("selfdeblur-seed0", "selfdeblur-seed1")
+    }
+    (folder / "metrics.json").write_text(json.dumps({"status": "ok", "config_fingerprint": "a"}))
+    moved = set_aside(folder)
+    assert moved is not None and SUPERSEDED_DIR in str(moved)
+    assert not (folder / "candidates").exists()
+    second = Portfolio(arms, [0, 1], Arbiter({"cross_validated_fit": 1.0}), tmp_path, NullTracker())
+    record = second.run(sample, {"name": sample.name})
+    assert record["portfolio"]["criteria"] == {"cross_validated_fit": 1.0}
+    for label, stamp in stamps.items():  # the same files: reused, not recomputed
+        assert (folder / "candidates" / label / CANDIDATE_TENSORS).stat().st_mtime_ns == stamp
+    assert not list(moved.glob("candidates/*"))  # moved back, not copied
+
+
 def test_portfolio_redoes_a_candidate_whose_settings_changed(tmp_path: Path):
     sample = synthetic_sample()
     first = Portfolio(

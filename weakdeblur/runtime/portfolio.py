@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import blur_same
 from weakdeblur.runtime.pipeline import ImagePipeline
-from weakdeblur.runtime.resume import completed_record, fingerprint
+from weakdeblur.runtime.resume import SUPERSEDED_DIR, completed_record, fingerprint
 from weakdeblur.runtime.tracking import METRICS_FILE, Tracker, write_json
 from weakdeblur.types import Result
 
@@ -130,6 +131,16 @@ class Portfolio:
     def candidates_per_image(self) -> int:
         return len(self.arms) * len(self.seeds)
 
+    def reclaim(self, name: str) -> None:
+        """Bring back the candidates of an image whose earlier result was set aside (another
+        arbiter, say: ``<output>/.superseded/<fingerprint>/<image>/candidates/``): each is reused
+        only if its own fingerprint still matches, so moving them back is always safe."""
+        target = self.output_dir / name / CANDIDATES_DIR
+        for old in sorted((self.output_dir / SUPERSEDED_DIR).glob(f"*/{name}/{CANDIDATES_DIR}/*")):
+            if old.is_dir() and not (target / old.name).exists():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(old), str(target / old.name))
+
     def run_candidate(self, arm: Arm, seed: int, sample: Sample, base: dict) -> Outcome | None:
         """One candidate, reused from its folder when it finished with the same settings."""
         label = f"{arm.name}-seed{seed}"
@@ -189,6 +200,7 @@ class Portfolio:
         """Every candidate of the loaded ``sample``, the arbiter's choice, the winner written as
         the image's result; return the image's record."""
         view = ColourView.of(sample, self.arms[0].pipeline.color)
+        self.reclaim(sample.name)
         record, result = self.choose(sample, view.solve, base)
         if result is None:
             folder = self.output_dir / sample.name

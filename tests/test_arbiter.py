@@ -7,6 +7,7 @@ from weakdeblur.arbiter import (
     cross_scale_inconsistency,
     cross_validated_fit,
     data_fit,
+    gradient_sparsity,
     holdout_mask,
     kernel_disagreement,
 )
@@ -55,6 +56,16 @@ def test_cross_scale_consistency_is_exact_for_a_delta_and_rewards_blur(candidate
     assert scale["trivial"] == 0.0
     # a sharp image with a long kernel breaks the identity most: alone it prefers blur
     assert scale["box"] < scale["rotated"] < scale["truth"]
+
+
+def test_gradient_sparsity_ranks_sharp_over_deconvolved_over_blurry(candidates):
+    y, pairs = candidates
+    sparsity = {name: gradient_sparsity(x) for name, (x, _) in pairs.items()}
+    # measured: truth 42.6, deconvolved 48.3, rotated 50.4, box 51.1, blurry (trivial) 65.8
+    assert sparsity["truth"] < sparsity["deconvolved"] < sparsity["rotated"] < sparsity["box"]
+    assert sparsity["box"] < sparsity["trivial"]
+    assert gradient_sparsity(2 * y) == pytest.approx(sparsity["trivial"])  # scale-invariant
+    assert gradient_sparsity(torch.full_like(y, 0.5)) == float("inf")  # no gradient at all
 
 
 def test_kernel_votes_count_once_per_group(candidates):

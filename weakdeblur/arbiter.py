@@ -17,6 +17,8 @@ better**, and none reads a ground truth:
   Prop. 1), :math:`(x \star k)\!\downarrow_2 \approx (x\!\downarrow_2) \star (k\!\downarrow_2)`,
   as a relative residual: a pair (x, k) that reproduces y at one scale only by overfitting
   breaks it.
+* :func:`gradient_sparsity`: the normalised sparsity :math:`\|\nabla x_i\|_1/\|\nabla x_i\|_2`
+  of the candidate's gradients (Krishnan et al., CVPR 2011), a weight-free sharpness measure.
 * :func:`kernel_disagreement`: the mean shift- and flip-invariant distance of a candidate's
   kernel to the others' (Mai & Liu, CVPR 2015, fuse several kernel estimates): kernels that
   independent runs agree on are more likely right. Votes are per group, so that several
@@ -159,6 +161,19 @@ def cross_scale_inconsistency(image: torch.Tensor, kernel: torch.Tensor) -> floa
     return float(difference.norm() / fine[inner].norm().clamp_min(1e-12))
 
 
+def gradient_sparsity(image: torch.Tensor) -> float:
+    r"""The normalised sparsity of the image's gradients, :math:`\|\nabla x\|_1 / \|\nabla x\|_2`
+    (Krishnan, Tay & Fergus, CVPR 2011), lower is sharper: blur spreads the gradients (raises
+    the ratio), sharpening concentrates them. Scale-invariant and weight-free; it reads
+    :math:`x_i` only, so it cannot tell a sharp image from a ringing one."""
+    x = image.detach().double()
+    gradients = torch.cat(
+        [(x[..., 1:, :] - x[..., :-1, :]).flatten(), (x[..., :, 1:] - x[..., :, :-1]).flatten()]
+    )
+    norm = gradients.norm()
+    return float(gradients.abs().sum() / norm) if norm > 0 else float("inf")
+
+
 def kernel_disagreement(kernels: Sequence[torch.Tensor], groups: Sequence[object] | None = None):
     """Per kernel, the mean symmetric shift/flip-invariant distance to the kernels of the
     *other* groups (one vote per group: the mean of the group's distances), lower is better.
@@ -235,6 +250,7 @@ CRITERIA: dict[str, Callable[[torch.Tensor, Sequence[Candidate]], list[float]]] 
     "cross_scale_inconsistency": lambda y, cs: [
         cross_scale_inconsistency(_grey(c.image), c.kernel) for c in cs
     ],
+    "gradient_sparsity": lambda y, cs: [gradient_sparsity(_grey(c.image)) for c in cs],
     "kernel_disagreement": lambda y, cs: kernel_disagreement(
         [c.kernel for c in cs], [c.group for c in cs]
     ),

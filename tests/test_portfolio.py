@@ -17,8 +17,9 @@ from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.physics import blur_same
 from weakdeblur.run import build_solver
 from weakdeblur.runtime.pipeline import ImagePipeline
-from weakdeblur.runtime.portfolio import CANDIDATE_TENSORS, Arm, Portfolio
+from weakdeblur.runtime.portfolio import CANDIDATE_TENSORS, Arm, Portfolio, Pruning
 from weakdeblur.runtime.tracking import LocalArtifacts, NullTracker
+from weakdeblur.stopping import Check, PrunedStop, StoppingPolicy
 
 TINY = [
     "generator=small",
@@ -183,6 +184,91 @@ def test_portfolio_redoes_a_candidate_whose_settings_changed(tmp_path: Path):
     second.run(sample, {"name": sample.name})
     after = json.loads((folder / "metrics.json").read_text())
     assert after["config_fingerprint"] != before and "resumed" not in after
+
+
+# -- pruning ---------------------------------------------------------------------------------
+
+
+class Spy(StoppingPolicy):
+    check_every = 4
+
+    def __init__(self):
+        self.seen: list[int] = []
+
+    def observe(self, check):
+        self.seen.append(check.iteration)
+        return False
+
+
+def check_at(iteration: int) -> Check:
+    image = torch.zeros(1, 1, 8, 8)
+    return Check(iteration, 12, image, torch.ones(1, 1, 3, 3) / 9, image)
+
+
+def test_pruned_stop_asks_the_judge_at_its_rungs_only_and_keeps_the_inner_cadence():
+    inner, asked = Spy(), []
+
+    def judge(check):
+        asked.append(check.iteration)
+        return check.iteration == 6
+
+    policy = PrunedStop(inner, [3, 6], judge)
+    policy.start(12)
+    assert policy.check_every == 1  # gcd(4, 3, 6)
+    stops = [policy.observe(check_at(i)) for i in range(1, 7)]
+    assert stops == [False] * 5 + [True] and policy.pruned_at == 6
+    assert asked == [3, 6] and inner.seen == [4]
+
+
+def test_pruning_halves_each_rung_in_the_order_candidates_come(tmp_path: Path):
+    sample = synthetic_sample()
+    seeds = [0, 1, 2, 3, 4]
+    portfolio = Portfolio(
+        [arm("selfdeblur", tmp_path)],
+        seeds,
+        Arbiter({"cross_validated_fit": 1.0}),
+        tmp_path,
+        NullTracker(),
+        pruning=Pruning([0.5], keep=0.5),
+    )
+    record = portfolio.run(sample, {"name": sample.name})
+    listed = record["portfolio"]["candidates"]
+    assert record["portfolio"]["pruning"] == {"at": [0.5], "keep": 0.5}
+    folders = tmp_path / sample.name / "candidates"
+    stored = [
+        json.loads((folders / f"selfdeblur-seed{s}" / "metrics.json").read_text()) for s in seeds
+    ]
+    rung = [entry["rung_scores"]["0"]["cross_validated_fit"] for entry in stored]
+    for j, entry in enumerate(stored):  # ASHA's rule, recomputed from the stored rung scores
+        better = sum(score < rung[j] for score in rung[:j])
+        pruned = better >= -(-(j + 1) // 2)
+        assert ("pruned_at" in entry) == pruned, (j, rung)
+        assert entry["iterations"] == (2 if pruned else 4)
+        assert ("pruned_at" in listed[j]) == pruned and ("total" in listed[j]) != pruned
+    assert "pruned_at" not in stored[0]  # the first always goes on
+    assert 0 < sum("pruned_at" in entry for entry in stored) < len(seeds)
+    chosen = next(c for c in listed if c["name"] == record["portfolio"]["chosen"])
+    assert "pruned_at" not in chosen
+    assert record["iterations"] == sum(entry["iterations"] for entry in stored)
+
+
+def test_pruning_refuses_a_criterion_that_compares_candidates():
+    from conftest import CONF
+    from hydra import compose, initialize_config_dir
+
+    from weakdeblur.runtime.preflight import PreflightError, check_settings
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(
+            config_name="config",
+            overrides=["+exp=portfolio", "arbiter=combined", "portfolio.prune_at=[0.3]"],
+        )
+        with pytest.raises(PreflightError, match="kernel_disagreement compares candidates"):
+            check_settings(cfg)
+        for bad in ("portfolio.prune_at=[1.5]", "portfolio.keep=1.0"):
+            cfg = compose(config_name="config", overrides=["+exp=portfolio", bad])
+            with pytest.raises(PreflightError, match="portfolio"):
+                check_settings(cfg)
 
 
 # -- the command line --------------------------------------------------------------------------

@@ -257,6 +257,7 @@ CRITERIA: dict[str, Callable[[torch.Tensor, Sequence[Candidate]], list[float]]] 
 }
 
 
+POPULATION_CRITERIA = {"kernel_disagreement"}  # a candidate's score depends on the others
 DEFAULT_CRITERIA = {"cross_validated_fit": 1.0}  # conf/arbiter/cross_validated.yaml
 
 
@@ -280,19 +281,30 @@ class Arbiter:
             raise ValueError("the arbiter needs at least one criterion, each with a weight > 0")
         self.criteria = criteria
 
+    @property
+    def per_candidate(self) -> bool:
+        """Whether every criterion scores a candidate alone (none compares it with the others):
+        then a score at a checkpoint can be set against earlier candidates' (pruning)."""
+        return not set(self.criteria) & POPULATION_CRITERIA
+
+    def scores(self, blurry: torch.Tensor, candidates: Sequence[Candidate]) -> dict[str, list]:
+        """Each criterion's scores of ``candidates`` (lower is better)."""
+        y = _grey(blurry)
+        return {name: CRITERIA[name](y, candidates) for name in self.criteria}
+
+    def combine(self, scores: Mapping[str, Sequence[float]]) -> list[float]:
+        """One criterion: its scores; several: the weighted sum of each one's ranks."""
+        if len(scores) == 1:
+            return list(next(iter(scores.values())))
+        ranked = {name: _ranks(values) for name, values in scores.items()}
+        count = len(next(iter(ranked.values())))
+        return [sum(self.criteria[name] * ranked[name][i] for name in ranked) for i in range(count)]
+
     def choose(self, blurry: torch.Tensor, candidates: Sequence[Candidate]) -> Choice:
         if not candidates:
             raise ValueError("no candidates to choose from")
-        y = _grey(blurry)
-        scores = {name: CRITERIA[name](y, candidates) for name in self.criteria}
-        if len(scores) == 1:
-            total = list(next(iter(scores.values())))
-        else:
-            ranked = {name: _ranks(values) for name, values in scores.items()}
-            total = [
-                sum(self.criteria[name] * ranked[name][i] for name in ranked)
-                for i in range(len(candidates))
-            ]
+        scores = self.scores(blurry, candidates)
+        total = self.combine(scores)
         index = min(range(len(candidates)), key=total.__getitem__)
         runner_up = sorted(total)[1] if len(total) > 1 else None
         reason = ", ".join(self.criteria) + f" lowest ({total[index]:.4g}"

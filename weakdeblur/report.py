@@ -550,7 +550,7 @@ def per_image_table(images: list[dict[str, Any]]) -> list[str]:
 
 def portfolio_table(results: Sequence[ImageResult]) -> list[str]:
     """Portfolio runs (:mod:`weakdeblur.runtime.portfolio`): per image, every candidate's PSNR
-    side by side, ``*`` on the arbiter's choice, then the chosen and the best PSNR; a last line
+    side by side, ``*`` on the arbiter's choice, ``p`` on a pruned candidate, then the chosen and the best PSNR; a last line
     says how often the choice was the best. Empty when no result is a portfolio's."""
     chosen = [r for r in results if isinstance(r.metrics.get("portfolio"), dict)]
     if not chosen:
@@ -562,10 +562,11 @@ def portfolio_table(results: Sequence[ImageResult]) -> list[str]:
     for result in sorted(chosen, key=lambda r: (r.name, r.run.label)):
         portfolio = result.metrics["portfolio"]
         psnr = {c["name"]: c.get("psnr") for c in portfolio["candidates"]}
+        pruned = {c["name"] for c in portfolio["candidates"] if c.get("pruned_at")}
         cells = []
         for name in names:
-            cell = _cell(psnr.get(name), ".2f")
-            cells.append(cell + ("*" if name == portfolio["chosen"] else ""))
+            mark = "*" if name == portfolio["chosen"] else "p" if name in pruned else ""
+            cells.append(_cell(psnr.get(name), ".2f") + mark)
         known = [value for value in psnr.values() if isinstance(value, (int, float))]
         best = max(known) if known else None
         hits += best is not None and psnr.get(portfolio["chosen"]) == best
@@ -608,7 +609,7 @@ def markdown(
     ]
     lines += per_image_table(images)
     if portfolio:
-        lines += ["", "## Portfolio candidates (PSNR; * the arbiter's choice)", ""]
+        lines += ["", "## Portfolio candidates (PSNR; * the arbiter's choice, p pruned)", ""]
         lines += portfolio
     if figures:
         lines += ["", "## Figures", ""]

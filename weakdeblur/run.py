@@ -33,7 +33,7 @@ from weakdeblur.evaluation import Evaluator
 from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.runtime.locks import ImageLock, ImageLocked, LockHeartbeat
 from weakdeblur.runtime.pipeline import ImagePipeline
-from weakdeblur.runtime.portfolio import Arm, Portfolio
+from weakdeblur.runtime.portfolio import Arm, Portfolio, Pruning
 from weakdeblur.runtime.preflight import PreflightError, check_settings, run_hydra_main
 from weakdeblur.runtime.resume import (
     completed_record,
@@ -294,6 +294,11 @@ def build_portfolio(
         Trackers(image_trackers),
         supervisor_candidate=cfg.portfolio.get("supervisor_candidate", True),
         resume=bool(cfg.get("resume")),
+        pruning=(
+            Pruning(list(cfg.portfolio.prune_at), cfg.portfolio.get("keep", 0.5))
+            if cfg.portfolio.get("prune_at")
+            else None
+        ),
     )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -572,3 +572,43 @@ class PolicyPanel(StoppingPolicy):
 
     def statistics(self):
         return dict(self._statistics)
+
+
+class PrunedStop(StoppingPolicy):
+    """``inner``'s rule, and a ``judge`` asked at each of the ``rungs`` (completed iterations)
+    whether to give the run up (successive halving of a portfolio's candidates,
+    :mod:`weakdeblur.runtime.portfolio`).
+
+    Checks come every ``gcd(inner.check_every, *rungs)`` iterations; ``inner`` observes only
+    on its own cadence, so that its decisions are the ones it takes alone. A run the judge
+    gives up stops there (``pruned_at``) and returns its last iterate, or ``inner``'s choice.
+    """
+
+    def __init__(
+        self,
+        inner: StoppingPolicy,
+        rungs: Sequence[int],
+        judge: Callable[[Check], bool],
+    ):
+        self.inner, self.judge = inner, judge
+        self.rungs = sorted({int(rung) for rung in rungs if int(rung) > 0})
+        self.name = inner.name
+        self.check_every = math.gcd(inner.check_every, *self.rungs)
+        self.pruned_at: int | None = None
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None) -> None:
+        self.inner.start(budget, sample, supervisor, supervised)
+        self.pruned_at = None
+
+    def observe(self, check: Check) -> bool:
+        stop = check.iteration % self.inner.check_every == 0 and self.inner.observe(check)
+        if not stop and check.iteration in self.rungs and self.judge(check):
+            self.pruned_at = check.iteration
+            return True
+        return stop
+
+    def selected(self) -> Iterate | None:
+        return self.inner.selected()
+
+    def statistics(self) -> dict[str, float]:
+        return self.inner.statistics()

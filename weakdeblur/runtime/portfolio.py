@@ -19,6 +19,7 @@ point composes the arms and gives each its pipeline.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from weakdeblur.physics import blur_same
 from weakdeblur.runtime.pipeline import ImagePipeline
 from weakdeblur.runtime.resume import SUPERSEDED_DIR, completed_record, fingerprint
 from weakdeblur.runtime.tracking import METRICS_FILE, Tracker, write_json
+from weakdeblur.stopping import PrunedStop
 from weakdeblur.types import Result
 
 log = logging.getLogger("weakdeblur")
@@ -115,6 +117,47 @@ def load_candidate(folder: Path, name: str, record: dict[str, Any]) -> Result | 
 
 
 @dataclass
+class Pruning:
+    """Asynchronous successive halving (ASHA; Li et al., MLSys 2020) over one image's
+    candidates, in the order they run: at each rung (a fraction of the arm's budget) a candidate
+    goes on only if the arbiter's score of its current (x, k) ranks among the best ``keep`` of
+    all candidates scored at that rung so far, itself included (the first always goes on).
+    Needs an arbiter whose criteria score a candidate alone (not ``kernel_disagreement``)."""
+
+    fractions: list[float]
+    keep: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.population: dict[int, list[dict[str, float]]] = {}
+
+    def rungs(self, budget: int) -> list[int]:
+        return [max(1, round(fraction * budget)) for fraction in self.fractions]
+
+    def judge(self, arbiter: Arbiter, blurry: torch.Tensor, budget: int, scored: dict):
+        """The judge of one candidate (for :class:`~weakdeblur.stopping.PrunedStop`): True
+        to give it up; its rung scores go into ``scored`` (rung index -> criterion -> score)."""
+        rungs = self.rungs(budget)
+
+        def judge(check) -> bool:
+            rung = rungs.index(check.iteration)
+            mine = arbiter.scores(blurry, [Candidate("", "", check.image, check.kernel)])
+            mine = {name: values[0] for name, values in mine.items()}
+            everyone = [*self.population.get(rung, []), mine]
+            total = arbiter.combine({name: [s[name] for s in everyone] for name in mine})
+            better = sum(value < total[-1] for value in total[:-1])
+            self.population.setdefault(rung, []).append(mine)
+            scored[str(rung)] = mine
+            return better >= max(1, math.ceil(self.keep * len(everyone)))
+
+        return judge
+
+    def remember(self, scored: dict) -> None:
+        """A reused candidate's rung scores join the population."""
+        for rung, scores in scored.items():
+            self.population.setdefault(int(rung), []).append(dict(scores))
+
+
+@dataclass
 class Portfolio:
     """Run ``arms`` × ``seeds`` (and g's own estimate where ``supervisor_candidate``) on one
     image, under ``output_dir``, and let ``arbiter`` choose."""
@@ -126,6 +169,7 @@ class Portfolio:
     trackers: Tracker  # the image's own record and artefacts (the winner's)
     supervisor_candidate: bool = True
     resume: bool = True
+    pruning: Pruning | None = None
 
     @property
     def candidates_per_image(self) -> int:
@@ -146,12 +190,17 @@ class Portfolio:
         label = f"{arm.name}-seed{seed}"
         name = f"{sample.name}/{CANDIDATES_DIR}/{label}"
         folder = self.output_dir / name
-        key = fingerprint({"arm": arm.fingerprint, "seed": seed})
+        settings: dict[str, Any] = {"arm": arm.fingerprint, "seed": seed}
+        if self.pruning is not None:  # a pruned candidate depends on the ones before it
+            settings["pruning"] = [self.pruning.fractions, self.pruning.keep, self.arbiter.criteria]
+        key = fingerprint(settings)
         done = completed_record(folder, key, quiet=True) if self.resume else None
         result = load_candidate(folder, name, done) if done is not None else None
         if done is not None and result is not None:
             log.info("%s: candidate %s complete, reused", sample.name, label)
             record = {**done, "resumed": True}
+            if self.pruning is not None:
+                self.pruning.remember(record.get("rung_scores", {}))
         else:
             record = {
                 **base,
@@ -160,13 +209,39 @@ class Portfolio:
                 "seed": seed,
                 "config_fingerprint": key,
             }
-            record, result = arm.pipeline.run(replace(sample, name=name), seed, record)
+            record, result = self.solve_candidate(arm, replace(sample, name=name), seed, record)
             if record.get("status") == "ok":
                 save_candidate(folder, result)
+                write_json(folder / METRICS_FILE, record)  # with its rung scores, if pruned
         if record.get("status") != "ok":
             return None
         group = f"g:{arm.supervisor}" if arm.supervisor is not None else label
         return Outcome(Candidate(label, group, result.image, result.kernel), record, result)
+
+    def solve_candidate(
+        self, arm: Arm, sample: Sample, seed: int, record: dict[str, Any]
+    ) -> tuple[dict[str, Any], Result]:
+        """The arm's pipeline on ``sample``; under pruning, its stopping rule wrapped so that
+        the rungs' judge can give the candidate up."""
+        if self.pruning is None:
+            return arm.pipeline.run(sample, seed, record)
+        solver = arm.pipeline.solver
+        budget = solver.optim.iterations
+        solved = ColourView.of(sample, arm.pipeline.color).solve
+        scored: dict[str, dict[str, float]] = {}
+        judge = self.pruning.judge(self.arbiter, solved.blurry, budget, scored)
+        original = solver.stopping
+        solver.stopping = PrunedStop(original, self.pruning.rungs(budget), judge)
+        try:
+            record, result = arm.pipeline.run(sample, seed, record)
+            pruned_at = solver.stopping.pruned_at
+        finally:
+            solver.stopping = original
+        record["rung_scores"] = scored
+        if pruned_at is not None:
+            record["pruned_at"] = pruned_at
+            log.info("%s: pruned at iteration %d", sample.name, pruned_at)
+        return record, result
 
     def supervisor_outcomes(self, sample: Sample, outcomes: list[Outcome]) -> list[Outcome]:
         """g's own estimate (x̄, k̄) as a candidate, once per supervisor that gives a kernel."""
@@ -217,6 +292,8 @@ class Portfolio:
         """Run the candidates of ``sample`` and choose among them in the solver's view
         (``solved``); the image's record and the winner's result (``None`` when no candidate
         finished)."""
+        if self.pruning is not None:
+            self.pruning.population = {}  # rungs compare the candidates of one image
         outcomes = [
             outcome
             for arm in self.arms
@@ -233,22 +310,28 @@ class Portfolio:
             message = "no candidate finished"
             log.error("%s: %s", sample.name, message)
             return {**base, "status": "failed", "message": message, **spent}, None
-        choice = self.arbiter.choose(solved.blurry, [o.candidate for o in outcomes])
-        winner = outcomes[choice.index]
-        candidates = [
-            {
+        contenders = [o for o in outcomes if o.record.get("pruned_at") is None]
+        choice = self.arbiter.choose(solved.blurry, [o.candidate for o in contenders])
+        winner = contenders[choice.index]
+        position = {id(o): i for i, o in enumerate(contenders)}
+        candidates = []
+        for o in outcomes:
+            entry = {
                 "name": o.candidate.name,
                 "arm": o.record.get("arm"),
                 "seed": o.record.get("seed"),
                 "group": o.candidate.group,
-                "scores": {key: values[i] for key, values in choice.scores.items()},
-                "total": choice.total[i],
                 "iterations": o.record.get("iterations"),
                 "seconds": o.record.get("seconds"),
                 **({"psnr": o.record["psnr"]} if "psnr" in o.record else {}),
             }
-            for i, o in enumerate(outcomes)
-        ]
+            if id(o) in position:
+                i = position[id(o)]
+                entry["scores"] = {key: values[i] for key, values in choice.scores.items()}
+                entry["total"] = choice.total[i]
+            else:
+                entry["pruned_at"] = o.record["pruned_at"]
+            candidates.append(entry)
         record = {
             **base,
             **{key: winner.record[key] for key in WINNER_KEYS if key in winner.record},
@@ -260,6 +343,11 @@ class Portfolio:
             "portfolio": {
                 "chosen": winner.candidate.name,
                 "criteria": dict(self.arbiter.criteria),
+                **(
+                    {"pruning": {"at": self.pruning.fractions, "keep": self.pruning.keep}}
+                    if self.pruning is not None
+                    else {}
+                ),
                 "reason": choice.reason,
                 "candidates": candidates,
             },

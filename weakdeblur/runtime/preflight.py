@@ -214,6 +214,12 @@ VALUE_RULES: list[Rule] = [
     ("loss.terms.*.weight.value", lambda v: _number(v) and v >= 0, "a number >= 0"),
     ("metrics.cut", lambda v: _whole(v, 0), "a whole number >= 0"),
     ("portfolio.seeds", lambda v: _whole(v, 1) and v <= 1000, "a whole number in [1, 1000]"),
+    (
+        "portfolio.prune_at.*",
+        lambda v: _number(v) and 0 < v < 1,
+        "a fraction of the budget in (0, 1)",
+    ),
+    ("portfolio.keep", lambda v: _number(v) and 0 < v < 1, "a fraction in (0, 1)"),
     ("metrics.max_shift", lambda v: _number(v) and v >= 0, "a number >= 0"),
 ]
 
@@ -316,7 +322,7 @@ def check_unknown_keys(cfg: DictConfig) -> None:
             )
 
 
-PORTFOLIO_KEYS = ("arms", "seeds", "supervisor_candidate")
+PORTFOLIO_KEYS = ("arms", "seeds", "supervisor_candidate", "prune_at", "keep")
 
 
 def _presets() -> list[str] | None:
@@ -334,7 +340,7 @@ def check_portfolio(cfg: DictConfig) -> None:
     portfolio = cfg.get("portfolio")
     if not portfolio:
         return
-    from weakdeblur.arbiter import CRITERIA
+    from weakdeblur.arbiter import CRITERIA, DEFAULT_CRITERIA, POPULATION_CRITERIA
 
     unknown = sorted(set(portfolio.keys()) - set(PORTFOLIO_KEYS))
     if unknown:
@@ -364,6 +370,11 @@ def check_portfolio(cfg: DictConfig) -> None:
             raise PreflightError(f"arbiter.criteria.{name}: a number > 0; got {weight!r}")
     if arbiter and not criteria:
         raise PreflightError("arbiter.criteria: at least one criterion, e.g. cross_validated_fit")
+    if portfolio.get("prune_at") and set(criteria or DEFAULT_CRITERIA) & POPULATION_CRITERIA:
+        raise PreflightError(
+            "portfolio.prune_at: pruning scores each candidate alone at its rungs; "
+            f"{', '.join(sorted(POPULATION_CRITERIA))} compares candidates (choose another arbiter)"
+        )
     if cfg.get("solver") and (cfg.solver.get("batch_size") or 1) > 1:
         raise PreflightError(
             "a portfolio runs its candidates one at a time: leave solver.batch_size at 1"

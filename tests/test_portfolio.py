@@ -327,14 +327,19 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path):
     assert f"chose {chosen}" in done.stderr + done.stdout
 
 
-def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path):
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("optim.iteration=3", "optim.iteration"),  # no arm has it: the run's own check
+        ("+supervisor.weight=0.5", "portfolio arm weak_rec_es: "),  # one arm has it already
+    ],
+)
+def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, override, message):
     out = tmp_path / "out"
-    done = run_cli(
-        "+exp=portfolio", "optim.iteration=3", *TINY, f"hydra.run.dir={out}", cwd=tmp_path
-    )
+    done = run_cli("+exp=portfolio", override, *TINY, f"hydra.run.dir={out}", cwd=tmp_path)
     assert done.returncode == 2
+    assert done.stderr.startswith("weakdeblur: error: ") and message in done.stderr
     assert done.stderr.strip().count("\n") == 0, done.stderr
-    assert "optim.iteration" in done.stderr
     assert not out.exists()
 
 
@@ -347,13 +352,30 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path):
         ("portfolio.seeds=0", "portfolio.seeds"),
         ("+portfolio.seed=2", "unknown key portfolio.seed"),
         ("+arbiter.criteria.sharpness=1.0", "unknown criterion 'sharpness'"),
+        ("portfolio.prune_at=0.5", "portfolio.prune_at: a list of fractions"),
+        ("portfolio.prune_at=[0.6,0.3]", "portfolio.prune_at: increasing fractions"),
+        ("portfolio.supervisor_candidate=no", "portfolio.supervisor_candidate: true or false"),
     ],
 )
-def test_bad_portfolio_settings_are_refused_before_any_work(tmp_path, override, message):
+def test_bad_portfolio_settings_are_refused_before_any_work(override, message):
+    from hydra import compose, initialize_config_dir
+
+    from weakdeblur.runtime.preflight import PreflightError, check_settings
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["+exp=portfolio", override])
+        with pytest.raises(PreflightError) as refused:
+            check_settings(cfg)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_bad_portfolio_setting_on_the_command_line_is_one_line_and_leaves_nothing(tmp_path):
     out = tmp_path / "out"
-    done = run_cli("+exp=portfolio", override, *TINY, f"hydra.run.dir={out}", cwd=tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert message in done.stderr and "Traceback" not in done.stderr
+    done = run_cli(
+        "+exp=portfolio", "portfolio.arms=[nope]", *TINY, f"hydra.run.dir={out}", cwd=tmp_path
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("weakdeblur: error: portfolio.arms: unknown arm 'nope'")
     assert not out.exists()
 
 

@@ -17,11 +17,9 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
 from weakdeblur.arbiter import DEFAULT_CRITERIA, Arbiter
 from weakdeblur.batched import BatchedRuns
@@ -34,7 +32,12 @@ from weakdeblur.metrics import LPIPSMetric
 from weakdeblur.runtime.locks import ImageLock, ImageLocked, LockHeartbeat
 from weakdeblur.runtime.pipeline import ImagePipeline
 from weakdeblur.runtime.portfolio import Arm, Portfolio, Pruning
-from weakdeblur.runtime.preflight import PreflightError, check_settings, run_hydra_main
+from weakdeblur.runtime.preflight import (
+    PreflightError,
+    check_settings,
+    compose_arms,
+    run_hydra_main,
+)
 from weakdeblur.runtime.resume import (
     completed_record,
     discard_unused_run_folder,
@@ -239,37 +242,13 @@ def settle_locked(
     return settled
 
 
-PORTFOLIO_OVERRIDES = ("exp=", "portfolio", "arbiter")  # what an arm's composition leaves out
-
-
-def compose_arm(cfg: DictConfig, arm: str) -> DictConfig:
-    """The configuration of one arm of a portfolio: ``+exp=ARM`` with this run's overrides
-    (those choosing the preset, the portfolio and the arbiter aside)."""
-    hydra_config = HydraConfig.get()
-    overrides = [
-        override
-        for override in hydra_config.overrides.task
-        if not override.lstrip("+~").startswith(PORTFOLIO_OVERRIDES)
-    ]
-    return hydra.compose(hydra_config.job.config_name, overrides=[*overrides, f"+exp={arm}"])
-
-
-def build_portfolio(
-    cfg: DictConfig, output_dir: Path, pipeline: ImagePipeline, compose=compose_arm
-) -> Portfolio:
+def build_portfolio(cfg: DictConfig, output_dir: Path, pipeline: ImagePipeline) -> Portfolio:
     """The arms of ``cfg.portfolio`` (each composed and checked like a run of its own), its
     seeds and arbiter; ``pipeline`` gives the shared evaluator and the run's trackers."""
+    hydra_config = HydraConfig.get()
+    configs = compose_arms(cfg, list(hydra_config.overrides.task), hydra_config.job.config_name)
     arms = []
-    for name in cfg.portfolio.arms:
-        try:
-            arm_cfg = compose(cfg, name)
-        except (HydraException, OmegaConfBaseException) as error:  # an override the arm lacks
-            first = (str(error).strip() or type(error).__name__).splitlines()[0]
-            raise PreflightError(f"portfolio arm {name}: {first}") from error
-        try:
-            check_settings(arm_cfg)
-        except PreflightError as error:
-            raise PreflightError(f"portfolio arm {name}: {error}") from error
+    for name, arm_cfg in configs.items():
         solver = build_solver(arm_cfg)
         trackers = build_trackers(arm_cfg, output_dir, solver.optim.iterations, cfg.experiment)
         supervisor = arm_cfg.supervisor
@@ -368,6 +347,8 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     pipeline = ImagePipeline(
         solver, evaluator, trackers, color, seed_mode, environment, solve=solve
     )
+    if cfg.get("arbiter") and not cfg.get("portfolio"):
+        log.warning("arbiter= chooses among a portfolio's candidates (+exp=portfolio): ignored")
     try:
         portfolio = build_portfolio(cfg, output_dir, pipeline) if cfg.get("portfolio") else None
     except PreflightError as error:

@@ -74,8 +74,10 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
         y = _grey(image / "blurry.png")
         candidates = []
         for folder in sorted((image / "candidates").iterdir()):
+            entry = listed.get(folder.name)
+            if entry is None or entry.get("pruned_at") is not None:  # pruned: never a choice
+                continue
             stored = torch.load(folder / "candidate.pt", weights_only=True)
-            entry = listed[folder.name]
             candidates.append(
                 {
                     "name": folder.name,
@@ -124,10 +126,13 @@ def arbiters() -> dict[str, Arbiter]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="*", type=Path)
-    parser.add_argument("--portfolio", type=Path, default=None)
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("runs", nargs="*", type=Path, help="run folders, one candidate each")
+    parser.add_argument("--portfolio", type=Path, help="a +exp=portfolio run folder")
+    parser.add_argument("--json", type=Path, help="write the figures here too")
     arguments = parser.parse_args(argv)
+    for folder in [*arguments.runs, *([arguments.portfolio] if arguments.portfolio else [])]:
+        if not folder.is_dir():
+            parser.error(f"not a run folder: {folder}")
     images = load_portfolio(arguments.portfolio) if arguments.portfolio else {}
     if arguments.runs:
         images.update(load_runs(arguments.runs))

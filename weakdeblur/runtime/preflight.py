@@ -357,6 +357,16 @@ def check_portfolio(cfg: DictConfig) -> None:
         if arm == "portfolio" or (presets is not None and arm not in presets):
             choices = ", ".join(p for p in presets or [] if p != "portfolio")
             raise PreflightError(f"portfolio.arms: unknown arm {arm!r}; choose from {choices}")
+    if not isinstance(portfolio.get("supervisor_candidate", True), bool):
+        raise PreflightError("portfolio.supervisor_candidate: true or false")
+    prune_at = portfolio.get("prune_at")
+    prune_at = ListConfig([]) if prune_at is None else prune_at
+    if not isinstance(prune_at, ListConfig):
+        raise PreflightError(
+            f"portfolio.prune_at: a list of fractions, e.g. [0.3,0.6]; got {prune_at!r}"
+        )
+    if list(prune_at) != sorted(set(prune_at)):
+        raise PreflightError(f"portfolio.prune_at: increasing fractions; got {list(prune_at)}")
     if len(set(arms)) != len(arms):
         raise PreflightError(f"portfolio.arms: an arm is listed twice: {list(arms)}")
     arbiter = cfg.get("arbiter") or {}  # none: the default arbiter
@@ -379,6 +389,31 @@ def check_portfolio(cfg: DictConfig) -> None:
         raise PreflightError(
             "a portfolio runs its candidates one at a time: leave solver.batch_size at 1"
         )
+
+
+PORTFOLIO_OVERRIDES = ("exp=", "portfolio", "arbiter")  # what an arm's composition leaves out
+
+
+def compose_arms(cfg: DictConfig, overrides: list[str], config_name: str) -> dict[str, DictConfig]:
+    """Each arm of ``cfg.portfolio``: ``+exp=ARM`` with the run's ``overrides`` (those choosing
+    the preset, the portfolio and the arbiter aside), composed by Hydra and checked like a run
+    of its own. Raise :class:`PreflightError` naming the arm that cannot take them."""
+    from hydra import compose
+    from hydra.errors import HydraException
+
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(PORTFOLIO_OVERRIDES)]
+    arms = {}
+    for name in cfg.portfolio.arms:
+        try:
+            arms[name] = compose(config_name, overrides=[*kept, f"+exp={name}"])
+            check_settings(arms[name])
+        except (HydraException, OmegaConfBaseException, PreflightError) as error:
+            first = (str(error).strip() or type(error).__name__).splitlines()[0]
+            raise PreflightError(
+                f"portfolio arm {name}: {first} (the command's overrides apply to every arm; "
+                "give one arm's own settings in a preset)"
+            ) from error
+    return arms
 
 
 def check_kernel_supervisor(cfg: DictConfig) -> None:
@@ -494,6 +529,10 @@ class Preflight(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
             check_settings(config)
+            if config.get("portfolio"):
+                compose_arms(
+                    config, list(config.hydra.overrides.task), config.hydra.job.config_name
+                )
             check_output_folder(config.hydra.run.dir)
             check_data(config)
         except PreflightError as error:

@@ -42,17 +42,11 @@ log = logging.getLogger("weakdeblur")
 
 CANDIDATES_DIR = "candidates"
 CANDIDATE_TENSORS = "candidate.pt"  # the candidate's estimate in the solver's view, for resuming
-# what a portfolio's image record takes from its winner (its scores against the ground truth)
-WINNER_KEYS = (
-    "psnr",
-    "ssim",
-    "lpips",
-    "kernel_error",
-    "error_ratio",
-    "blurry_psnr",
-    "blurry_ssim",
-    "returned_iteration",
-    "stopped_early",
+# what stays with a candidate; the rest of the winner's record (its scores against the ground
+# truth, its stopping diagnosis, ...) becomes the image's
+CANDIDATE_KEYS = frozenset(
+    {"name", "arm", "seed", "experiment", "config_fingerprint", "environment", "resumed"}
+    | {"status", "message", "iterations", "seconds", "rung_scores", "pruned_at"}
 )
 
 
@@ -334,7 +328,7 @@ class Portfolio:
             candidates.append(entry)
         record = {
             **base,
-            **{key: winner.record[key] for key in WINNER_KEYS if key in winner.record},
+            **{k: v for k, v in winner.record.items() if k not in CANDIDATE_KEYS},
             "status": "ok",
             "message": "",
             **spent,

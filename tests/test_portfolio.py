@@ -109,7 +109,12 @@ def test_portfolio_runs_every_candidate_keeps_them_and_reuses_them(tmp_path: Pat
     sample = synthetic_sample()
     arms = [arm("selfdeblur", tmp_path), arm("weak_rec_es", tmp_path, "supervisor.alternations=1")]
     portfolio = Portfolio(
-        arms, [0, 1], Arbiter({"cross_validated_fit": 1.0}), tmp_path, NullTracker()
+        arms,
+        [0, 1],
+        Arbiter({"cross_validated_fit": 1.0}),
+        tmp_path,
+        NullTracker(),
+        supervisor_candidate=True,
     )
     record = portfolio.run(sample, {"name": sample.name})
     chosen = record["portfolio"]["chosen"]
@@ -291,6 +296,7 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path):
         "+exp=portfolio",
         "portfolio.arms=[selfdeblur,weak_rec_es]",
         "portfolio.seeds=1",
+        "portfolio.supervisor_candidate=true",
         "data.crop=48",
         *TINY,
         f"hydra.run.dir={out}",

@@ -271,7 +271,7 @@ def build_portfolio(cfg: DictConfig, output_dir: Path, pipeline: ImagePipeline) 
         else Arbiter(DEFAULT_CRITERIA),
         output_dir,
         Trackers(image_trackers),
-        supervisor_candidate=cfg.portfolio.get("supervisor_candidate", True),
+        supervisor_candidate=cfg.portfolio.get("supervisor_candidate", False),
         resume=bool(cfg.get("resume")),
         pruning=(
             Pruning(list(cfg.portfolio.prune_at), cfg.portfolio.get("keep", 0.5))

@@ -161,7 +161,7 @@ class Portfolio:
     arbiter: Arbiter
     output_dir: Path
     trackers: Tracker  # the image's own record and artefacts (the winner's)
-    supervisor_candidate: bool = True
+    supervisor_candidate: bool = False
     resume: bool = True
     pruning: Pruning | None = None
 

@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print("no image has two or more finished candidates")
         return 2
+    choices = arbiters()
+    every_criterion = Arbiter(dict.fromkeys(CRITERIA, 1.0))
     per_arbiter: dict[str, dict[str, list]] = {}
     fixed: dict[str, list[float]] = {}
     rows = []
@@ -147,15 +149,17 @@ def main(argv: list[str] | None = None) -> int:
         best = max(psnrs)
         picks = [Candidate(c["name"], c["group"], c["x"], c["k"]) for c in candidates]
         row = {"image": name, "candidates": [c["name"] for c in candidates], "psnr": psnrs}
-        for label, arbiter in arbiters().items():
-            choice = arbiter.choose(candidates[0]["y"], picks)
+        scores = every_criterion.scores(candidates[0]["y"], picks)  # each criterion once
+        for label, arbiter in choices.items():
+            total = arbiter.combine({key: scores[key] for key in arbiter.criteria})
+            pick = min(range(len(total)), key=total.__getitem__)  # as Arbiter.choose
             entry = per_arbiter.setdefault(label, {"hit": [], "picked": [], "rho": []})
-            entry["hit"].append(psnrs[choice.index] == best)
-            entry["picked"].append(psnrs[choice.index])
-            rho = spearman(choice.total, psnrs)
+            entry["hit"].append(psnrs[pick] == best)
+            entry["picked"].append(psnrs[pick])
+            rho = spearman(total, psnrs)
             if rho is not None:
                 entry["rho"].append(rho)
-            row[label] = choice.total
+            row[label] = total
         for c in candidates:
             fixed.setdefault(c["name"], []).append(c["psnr"])
         rows.append(row)

@@ -165,10 +165,6 @@ class Portfolio:
     resume: bool = True
     pruning: Pruning | None = None
 
-    @property
-    def candidates_per_image(self) -> int:
-        return len(self.arms) * len(self.seeds)
-
     def reclaim(self, name: str) -> None:
         """Bring back the candidates of an image whose earlier result was set aside (another
         arbiter, say: ``<output>/.superseded/<fingerprint>/<image>/candidates/``): each is reused

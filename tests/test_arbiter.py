@@ -4,12 +4,16 @@ import pytest
 import torch
 
 from weakdeblur.arbiter import (
+    Arbiter,
+    Candidate,
     cross_scale_inconsistency,
     cross_validated_fit,
     data_fit,
     gradient_sparsity,
     holdout_mask,
     kernel_disagreement,
+    noise_level,
+    residual_to_noise,
 )
 from weakdeblur.data import DemoDataset
 from weakdeblur.nonblind import deconvolve
@@ -83,3 +87,53 @@ def test_the_holdout_mask_holds_out_about_a_quarter_in_blocks():
     assert mask.shape == (1, 1, 64, 64) and 0.15 < mask.double().mean() < 0.35
     blocks = mask[0, 0].reshape(16, 4, 16, 4)
     assert bool((blocks.all(dim=(1, 3)) | ~blocks.any(dim=(1, 3))).all())  # whole blocks
+
+
+@pytest.mark.parametrize("sigma", [0.005, 0.01, 0.02])
+def test_the_noise_level_of_a_smooth_image_is_found_within_ten_percent(sigma):
+    generator = torch.Generator().manual_seed(1)
+    smooth = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 136, 136, generator=generator), 9, 1)
+    noisy = smooth + sigma * torch.randn(smooth.shape, generator=generator)
+    noisy = torch.round(noisy.clamp(0, 1) * 255) / 255  # 8-bit, as the data
+    effective = (sigma**2 + 1 / (12 * 255**2)) ** 0.5  # plus the rounding's variance
+    assert abs(noise_level(noisy) / effective - 1) < 0.1, noise_level(noisy)
+
+
+def test_the_residual_is_the_noise_for_the_truth_and_far_above_for_a_wrong_kernel(candidates):
+    y, pairs = candidates
+    ratio = {name: residual_to_noise(x, k, y) for name, (x, k) in pairs.items()}
+    assert 0.6 < ratio["truth"] < 1.4, ratio  # the residual of the truth is the noise
+    assert ratio["rotated"] > 5 and ratio["box"] > 5, ratio  # they do not explain y
+
+
+def test_the_discrepancy_gate_keeps_the_preferred_arm_unless_it_does_not_explain_y(candidates):
+    y, pairs = candidates
+    arbiter = Arbiter({"cross_validated_fit": 1.0}, prefer=["supervised"], discrepancy=1.5)
+
+    def field(supervised: str) -> list[Candidate]:
+        return [
+            Candidate("plain", "plain", *pairs["trivial"], arm="plain"),
+            Candidate("deconvolved", "plain-2", *pairs["deconvolved"], arm="plain"),
+            Candidate("supervised", "g", *pairs[supervised], arm="supervised"),
+        ]
+
+    # the supervised arm explains y: preferred, although the cross-validated fit ties it
+    trusted = arbiter.choose(y, field("truth"))
+    assert trusted.index == 2 and "supervised preferred" in trusted.reason
+    assert (
+        "residual_to_noise" in trusted.scores
+        and trusted.total == trusted.scores["cross_validated_fit"]
+    )
+    # its kernel is wrong: set aside; the cross-validated fit picks among the others
+    wrong = arbiter.choose(y, field("rotated"))
+    assert wrong.index == 1, wrong
+    assert "set aside, residual > 1.5 σ̂²: supervised" in wrong.reason
+    # without the gate, the preference alone keeps the wrong one
+    assert (
+        Arbiter({"cross_validated_fit": 1.0}, prefer=["supervised"])
+        .choose(y, field("rotated"))
+        .index
+        == 2
+    )
+    with pytest.raises(ValueError, match="discrepancy must be a number > 0"):
+        Arbiter({"data_fit": 1.0}, discrepancy=0)

@@ -361,6 +361,9 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, overrid
         ("portfolio.prune_at=0.5", "portfolio.prune_at: a list of fractions"),
         ("portfolio.prune_at=[0.6,0.3]", "portfolio.prune_at: increasing fractions"),
         ("portfolio.supervisor_candidate=no", "portfolio.supervisor_candidate: true or false"),
+        ("arbiter.prefer=[nope]", "arbiter.prefer: 'nope' is not a candidate arm"),
+        ("arbiter.prefer=[xbar-weak_rec_es]", "(selfdeblur, weak_rec_es); set portfolio.arms"),
+        ("arbiter.discrepancy=-1", "arbiter.discrepancy: a number > 0 or null"),
     ],
 )
 def test_bad_portfolio_settings_are_refused_before_any_work(override, message):
@@ -385,7 +388,7 @@ def test_a_bad_portfolio_setting_on_the_command_line_is_one_line_and_leaves_noth
     assert not out.exists()
 
 
-def test_a_portfolio_without_an_arbiter_choice_uses_the_cross_validated_fit():
+def test_a_portfolio_without_an_arbiter_choice_uses_the_cross_validated_fit_the_preset_gates():
     from conftest import CONF
     from hydra import compose, initialize_config_dir
 
@@ -397,4 +400,5 @@ def test_a_portfolio_without_an_arbiter_choice_uses_the_cross_validated_fit():
         check_settings(cfg)  # no arbiter chosen: not an error
         preset = compose(config_name="config", overrides=["+exp=portfolio"])
     assert "arbiter" not in cfg
-    assert dict(preset.arbiter.criteria) == DEFAULT_CRITERIA
+    assert dict(preset.arbiter.criteria) == DEFAULT_CRITERIA  # the preset: with the gates
+    assert list(preset.arbiter.prefer) == ["weak_rec_es"] and preset.arbiter.discrepancy == 1.5

@@ -54,6 +54,7 @@ def load_runs(folders: list[Path]) -> dict[str, list[dict]]:
                 {
                     "name": folder.name,
                     "group": folder.name,
+                    "arm": folder.name,
                     "psnr": float(metrics["psnr"]),
                     "x": _grey(image / "x.png"),
                     "y": _grey(image / "blurry.png"),
@@ -82,6 +83,7 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
                 {
                     "name": folder.name,
                     "group": entry["group"],
+                    "arm": entry["arm"],
                     "psnr": entry["psnr"],
                     "x": stored["image"].double(),
                     "y": y,
@@ -95,6 +97,7 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
                         {
                             "name": label,
                             "group": listed[label]["group"],
+                            "arm": label,
                             "psnr": listed[label]["psnr"],
                             "x": stored["supervised"].double(),
                             "y": y,
@@ -118,9 +121,9 @@ def arbiters() -> dict[str, Arbiter]:
     """Every single criterion, and every combination shipped in conf/arbiter/."""
     chosen = {name: Arbiter({name: 1.0}) for name in CRITERIA}
     for path in sorted(ARBITERS.glob("*.yaml")):
-        criteria = yaml.safe_load(path.read_text())["criteria"]
-        if len(criteria) > 1:
-            chosen[f"arbiter={path.stem}"] = Arbiter(criteria)
+        settings = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "_target_"}
+        if len(settings["criteria"]) > 1 or len(settings) > 1:  # more than one criterion alone
+            chosen[f"arbiter={path.stem}"] = Arbiter(**settings)
     return chosen
 
 
@@ -147,12 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, candidates in sorted(images.items()):
         psnrs = [c["psnr"] for c in candidates]
         best = max(psnrs)
-        picks = [Candidate(c["name"], c["group"], c["x"], c["k"]) for c in candidates]
+        picks = [Candidate(c["name"], c["group"], c["x"], c["k"], c["arm"]) for c in candidates]
         row = {"image": name, "candidates": [c["name"] for c in candidates], "psnr": psnrs}
         scores = every_criterion.scores(candidates[0]["y"], picks)  # each criterion once
         for label, arbiter in choices.items():
-            total = arbiter.combine({key: scores[key] for key in arbiter.criteria})
-            pick = min(range(len(total)), key=total.__getitem__)  # as Arbiter.choose
+            choice = arbiter.decide({key: scores[key] for key in arbiter.needs}, picks)
+            total, pick = choice.total, choice.index
             entry = per_arbiter.setdefault(label, {"hit": [], "picked": [], "rho": []})
             entry["hit"].append(psnrs[pick] == best)
             entry["picked"].append(psnrs[pick])

@@ -206,7 +206,9 @@ class Portfolio:
         if record.get("status") != "ok":
             return None
         group = f"g:{arm.supervisor}" if arm.supervisor is not None else label
-        return Outcome(Candidate(label, group, result.image, result.kernel), record, result)
+        return Outcome(
+            Candidate(label, group, result.image, result.kernel, arm.name), record, result
+        )
 
     def solve_candidate(
         self, arm: Arm, sample: Sample, seed: int, record: dict[str, Any]
@@ -257,7 +259,7 @@ class Portfolio:
             blurred = blur_same(image, kernel.to(image.dtype), border="replicate")
             supervised = Result(record["name"], image, kernel, blurred, 0, 0)
             found[arm.supervisor] = Outcome(
-                Candidate(label, f"g:{arm.supervisor}", image, kernel), record, supervised
+                Candidate(label, f"g:{arm.supervisor}", image, kernel, label), record, supervised
             )
         return list(found.values())
 

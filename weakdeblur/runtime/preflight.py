@@ -380,6 +380,20 @@ def check_portfolio(cfg: DictConfig) -> None:
             raise PreflightError(f"arbiter.criteria.{name}: a number > 0; got {weight!r}")
     if arbiter and not criteria:
         raise PreflightError("arbiter.criteria: at least one criterion, e.g. cross_validated_fit")
+    discrepancy = arbiter.get("discrepancy")
+    if discrepancy is not None and (not _number(discrepancy) or discrepancy <= 0):
+        raise PreflightError(f"arbiter.discrepancy: a number > 0 or null; got {discrepancy!r}")
+    prefer = arbiter.get("prefer")
+    prefer = ListConfig([]) if prefer is None else prefer
+    known = [*arms, *(f"xbar-{arm}" for arm in arms if portfolio.get("supervisor_candidate"))]
+    if not isinstance(prefer, ListConfig):
+        raise PreflightError(f"arbiter.prefer: a list of arms, e.g. [weak_rec_es]; got {prefer!r}")
+    for arm in prefer:
+        if arm not in known:
+            raise PreflightError(
+                f"arbiter.prefer: {arm!r} is not a candidate arm of this portfolio "
+                f"({', '.join(known)}); set portfolio.arms or arbiter.prefer"
+            )
     if portfolio.get("prune_at") and set(criteria or DEFAULT_CRITERIA) & POPULATION_CRITERIA:
         raise PreflightError(
             "portfolio.prune_at: pruning scores each candidate alone at its rungs; "

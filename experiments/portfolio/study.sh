@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Issue 24 item 5: the portfolio on 8 central 128x128 crops: DATA=shake (calibration, the
+# default) or DATA=levin (evaluation only, one crop per kernel). Each image: SelfDeblur and the
+# supervised weak_rec_es, SEEDS seeds each, and the map g's own estimate; every candidate is kept
+# with its scores and (ground truth known) PSNR, so that experiments/arbiter/selection.py
+# --portfolio can measure every criterion and arbiter afterwards.
+#
+# JOBS processes share one run folder: each takes the next image that no other holds (the
+# per-image locks), one thread each. Re-running the same command resumes per candidate.
+#   JOBS=2 SEEDS=1 ITERATIONS=1000 bash experiments/portfolio/study.sh
+#   DATA=levin ROOT=outputs/portfolio_levin ITERATIONS=1500 bash experiments/portfolio/study.sh
+# Cost measured on a 2-core AMD EPYC (no AVX-512): 0.71 s/it at one thread for the 128 crop
+# (fp32), so a 1000-iteration candidate is ~12 min of a core.
+set -euo pipefail
+DATA=${DATA:-shake}
+ROOT=${ROOT:-outputs/portfolio_$DATA}
+SEEDS=${SEEDS:-1}
+ITERATIONS=${ITERATIONS:-1000}
+JOBS=${JOBS:-2}
+PYTHON=${PYTHON:-python}   # the virtual environment's python (.venv/bin/python) if not activated
+case "$DATA" in
+    shake) IMAGES=null ;;
+    levin) IMAGES="[im1_kernel1_img,im2_kernel2_img,im3_kernel3_img,im4_kernel4_img,im1_kernel5_img,im2_kernel6_img,im3_kernel7_img,im4_kernel8_img]" ;;
+    *) echo "DATA: shake or levin" >&2; exit 2 ;;
+esac
+mkdir -p "$ROOT"
+for job in $(seq "$JOBS"); do
+    OMP_NUM_THREADS=1 "$PYTHON" -m weakdeblur.run +exp=portfolio data="$DATA" data.crop=128 data.images="$IMAGES" \
+        portfolio.seeds="$SEEDS" portfolio.supervisor_candidate=true optim.iterations="$ITERATIONS" optim.log_every=100 \
+        optim.snapshot_every=0 threads=1 logger=none progress=false metrics.lpips=false \
+        hydra.run.dir="$ROOT" > "$ROOT/job$job.log" 2>&1 &
+    sleep 20  # the first job takes the first image before the next looks
+done
+wait || true
+"$PYTHON" experiments/arbiter/selection.py --portfolio "$ROOT" --json "$ROOT/selection.json"

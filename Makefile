@@ -3,6 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 ARGS ?=
 PYTEST_ARGS ?=
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)  # pytest-xdist workers, one torch thread each
 SHARED_DATA := $(abspath ../shared/data)
 # The data root (a folder holding levin/, ...): the environment wins; else ../shared/data if present.
 ifeq ($(origin WEAKDEBLUR_DATA), undefined)
@@ -24,10 +25,10 @@ run: install  ## the default job: SelfDeblur on the embedded demo (ARGS="..." ad
 	$(PYTHON) -m weakdeblur.run $(ARGS)
 
 test: install  ## the test suite without the slow tests
-	$(PYTHON) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 test-all: install  ## every test, slow ones included
-	$(PYTHON) -m pytest -q $(PYTEST_ARGS)
+	$(PYTHON) -m pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 bench: install  ## s/iteration per speed variant against the plain reference loop (255x255, 128 crop), batched images/s, then time to result (TTR_ARGS; ~1.5 h of one core)
 	$(PYTHON) -m weakdeblur.bench $(ARGS)

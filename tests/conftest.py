@@ -9,6 +9,10 @@ import pytest
 import torch
 
 PROJECT = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the runs the tests start
 CONF = PROJECT / "conf"
 
 
@@ -20,10 +24,13 @@ def data_root() -> Path | None:
 
 
 @pytest.fixture
-def levin_root() -> Path:
+def levin_root(monkeypatch) -> Path:
+    """The Levin folder; the data root it was found in is also the environment's, so that the
+    runs a test starts find it as the test did."""
     root = data_root()
     if root is None:
         pytest.skip("Levin data not found: set WEAKDEBLUR_DATA to a folder holding levin/")
+    monkeypatch.setenv("WEAKDEBLUR_DATA", str(root))
     return root / "levin"
 
 

@@ -361,8 +361,8 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, overrid
         ("portfolio.prune_at=0.5", "portfolio.prune_at: a list of fractions"),
         ("portfolio.prune_at=[0.6,0.3]", "portfolio.prune_at: increasing fractions"),
         ("portfolio.supervisor_candidate=no", "portfolio.supervisor_candidate: true or false"),
-        ("arbiter.prefer=[nope]", "arbiter.prefer: 'nope' is not a candidate arm"),
-        ("arbiter.prefer=[xbar-weak_rec_es]", "(selfdeblur, weak_rec_es); set portfolio.arms"),
+        ("arbiter.prefer=[nope]", "arbiter.prefer: unknown arm 'nope'; choose from"),
+        ("arbiter.prefer=weak_rec_es", "arbiter.prefer: a list of arms"),
         ("arbiter.discrepancy=-1", "arbiter.discrepancy: a number > 0 or null"),
     ],
 )
@@ -402,3 +402,6 @@ def test_a_portfolio_without_an_arbiter_choice_uses_the_cross_validated_fit_the_
     assert "arbiter" not in cfg
     assert dict(preset.arbiter.criteria) == DEFAULT_CRITERIA  # the preset: with the gates
     assert list(preset.arbiter.prefer) == ["weak_rec_es"] and preset.arbiter.discrepancy == 1.5
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        seeds_alone = ["+exp=portfolio", "portfolio.arms=[selfdeblur]"]
+        check_settings(compose(config_name="config", overrides=seeds_alone))  # prefer passes over

@@ -385,14 +385,14 @@ def check_portfolio(cfg: DictConfig) -> None:
         raise PreflightError(f"arbiter.discrepancy: a number > 0 or null; got {discrepancy!r}")
     prefer = arbiter.get("prefer")
     prefer = ListConfig([]) if prefer is None else prefer
-    known = [*arms, *(f"xbar-{arm}" for arm in arms if portfolio.get("supervisor_candidate"))]
     if not isinstance(prefer, ListConfig):
         raise PreflightError(f"arbiter.prefer: a list of arms, e.g. [weak_rec_es]; got {prefer!r}")
+    known = [p for p in presets or arms if p != "portfolio"]  # absent arms are passed over
     for arm in prefer:
-        if arm not in known:
+        if str(arm).removeprefix("xbar-") not in known:
             raise PreflightError(
-                f"arbiter.prefer: {arm!r} is not a candidate arm of this portfolio "
-                f"({', '.join(known)}); set portfolio.arms or arbiter.prefer"
+                f"arbiter.prefer: unknown arm {arm!r}; choose from {', '.join(known)} "
+                "(or xbar-ARM for g's own estimate)"
             )
     if portfolio.get("prune_at") and set(criteria or DEFAULT_CRITERIA) & POPULATION_CRITERIA:
         raise PreflightError(

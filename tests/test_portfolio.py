@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from runpy import run_path
 import sys
 from pathlib import Path
 
@@ -331,6 +332,16 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["ok"] == 1 and summary["per_image"][0]["portfolio"]["chosen"] == chosen
     assert f"chose {chosen}" in done.stderr + done.stdout
+    # the study's tool scores every criterion and arbiter on the run, without running anything
+    selection = run_path(str(PROJECT / "experiments/arbiter/selection.py"))
+    figures = tmp_path / "selection.json"
+    assert selection["main"](["--portfolio", str(out), "--json", str(figures)]) == 0
+    found = json.loads(figures.read_text())
+    psnrs = [listed[name]["psnr"] for name in found["images"][0]["candidates"]]
+    assert found["ceiling"] == pytest.approx(max(psnrs))
+    gated = found["criteria"]["arbiter=discrepancy"]
+    assert min(psnrs) <= gated["picked_psnr"] <= max(psnrs)
+    assert found["images"][0]["residual_to_noise"][0] > 0
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ import yaml
 from scipy.stats import spearmanr
 
 from weakdeblur.arbiter import CRITERIA, Arbiter, Candidate
+from weakdeblur.paired import compare
 
 ARBITERS = Path(__file__).resolve().parents[2] / "conf" / "arbiter"
 
@@ -127,11 +128,50 @@ def arbiters() -> dict[str, Arbiter]:
     return chosen
 
 
+def against_baseline(rows, images, picked: dict[str, list[float]], baseline: str) -> dict:
+    """Each choice's pick against the ``baseline`` arm's seed mean on the same image: the
+    paired difference with a bootstrap 95 % interval over images (weakdeblur.paired), wins and
+    losses, and the worst shortfall below the arm's seed median."""
+    reference = {}
+    for row in rows:
+        psnrs = [c["psnr"] for c in images[row["image"]] if c["arm"] == baseline]
+        if psnrs:
+            reference[row["image"]] = (statistics.fmean(psnrs), statistics.median(psnrs))
+    if len(reference) < 2:
+        return {}
+    print(f"\npaired against the {baseline} seed mean per image ({len(reference)} images):")
+    print(f"{'choice':<34} {'mean diff':>10} {'95% interval':>18} {'won/lost':>9} {'worst':>7}")
+    found = {}
+    for key, values in picked.items():
+        picks = {row["image"]: psnr for row, psnr in zip(rows, values, strict=True)}
+        base = {(image, 0): mean for image, (mean, _) in reference.items()}
+        chosen = {(image, 0): picks[image] for image in reference}
+        result = compare(base, chosen, names=(baseline, key))
+        worst = min(picks[image] - median for image, (_, median) in reference.items())
+        low, high = result.interval
+        found[key] = {
+            "difference": result.difference,
+            "interval": [low, high],
+            "wins": result.wins,
+            "losses": result.losses,
+            "worst_below_median": worst,
+        }
+        interval = f"[{low:+.2f}, {high:+.2f}]"
+        print(
+            f"{key:<34} {result.difference:+10.2f} {interval:>18} "
+            f"{result.wins:>4}/{result.losses:<4} {worst:+7.2f}"
+        )
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="*", type=Path, help="run folders, one candidate each")
     parser.add_argument("--portfolio", type=Path, help="a +exp=portfolio run folder")
     parser.add_argument("--json", type=Path, help="write the figures here too")
+    parser.add_argument(
+        "--baseline", default="selfdeblur", help="the arm every choice is paired against"
+    )
     arguments = parser.parse_args(argv)
     for folder in [*arguments.runs, *([arguments.portfolio] if arguments.portfolio else [])]:
         if not folder.is_dir():
@@ -182,6 +222,17 @@ def main(argv: list[str] | None = None) -> int:
     for name, values in sorted(fixed.items()):
         if len(values) == len(rows):  # a candidate every image has: always choosing it
             print(f"{'always ' + name:<34} {'':>9} {statistics.fmean(values):10.2f}")
+    picked = {key: entry["picked"] for key, entry in per_arbiter.items()}
+    picked.update(
+        {
+            f"always {name}": values
+            for name, values in sorted(fixed.items())
+            if len(values) == len(rows)
+        }
+    )
+    paired = against_baseline(rows, images, picked, arguments.baseline)
+    if arguments.json:
+        summary["paired"] = paired
     if arguments.json:
         arguments.json.write_text(
             json.dumps(

@@ -2,9 +2,9 @@
 
 import json
 import subprocess
-from runpy import run_path
 import sys
 from pathlib import Path
+from runpy import run_path
 
 import pytest
 import torch

@@ -416,3 +416,50 @@ def test_a_portfolio_without_an_arbiter_choice_uses_the_cross_validated_fit_the_
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         seeds_alone = ["+exp=portfolio", "portfolio.arms=[selfdeblur]"]
         check_settings(compose(config_name="config", overrides=seeds_alone))  # prefer passes over
+
+
+def test_wandb_logs_the_candidates_side_by_side(monkeypatch):
+    import types
+
+    from weakdeblur.runtime.tracking import WandbTracker
+    from weakdeblur.types import Result
+
+    class Table:
+        def __init__(self, columns, data):
+            self.columns, self.data = columns, data
+
+    class Run:
+        def __init__(self):
+            self.logged, self.summary, self.finished = [], {}, None
+
+        def log(self, data):
+            self.logged.append(data)
+
+        def finish(self, exit_code):
+            self.finished = exit_code
+
+    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(Table=Table))
+    tracker = WandbTracker(mode="disabled", log_images=False)
+    run = tracker.run = Run()
+    portfolio = {
+        "chosen": "weak_rec_es-seed0",
+        "reason": "weak_rec_es preferred; cross_validated_fit lowest (0.004; next 0.005)",
+        "candidates": [
+            {"name": "selfdeblur-seed0", "arm": "selfdeblur", "seed": 0, "total": 0.005,
+             "scores": {"cross_validated_fit": 0.005, "residual_to_noise": 0.5}, "psnr": 28.0},
+            {"name": "weak_rec_es-seed0", "arm": "weak_rec_es", "seed": 0, "total": 0.004,
+             "scores": {"cross_validated_fit": 0.004, "residual_to_noise": 0.9}, "psnr": 29.5,
+             "pruned_at": None},
+        ],
+    }  # fmt: skip
+    sample = synthetic_sample()
+    result = Result("synthetic", sample.sharp, sample.kernel, sample.blurry, 7, 7)
+    tracker.end_image(sample, result, {"psnr": 29.5, "portfolio": portfolio})
+    (logged,) = run.logged
+    table = logged["portfolio/candidates"]
+    assert table.columns[:4] == ["candidate", "arm", "seed", "chosen"]
+    assert table.columns[-2:] == ["cross_validated_fit", "residual_to_noise"]
+    assert [row[3] for row in table.data] == [False, True]  # the chosen one marked
+    assert [row[-1] for row in table.data] == [0.5, 0.9]
+    assert run.summary["portfolio/chosen"] == "weak_rec_es-seed0"
+    assert run.summary["psnr"] == 29.5 and run.finished == 0

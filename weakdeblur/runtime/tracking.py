@@ -269,6 +269,34 @@ def wandb_mode(requested: str | None) -> str:
     return "online" if _has_wandb_key() else "offline"
 
 
+CANDIDATE_COLUMNS = ["candidate", "arm", "seed", "chosen", "total", "psnr", "iterations", "seconds"]
+
+
+def candidate_table(portfolio: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """A portfolio's candidates side by side (the ``portfolio`` block of an image's
+    ``metrics.json``): :data:`CANDIDATE_COLUMNS`, the iteration a pruned one stopped at, then
+    every criterion's score; one row per candidate."""
+    candidates = portfolio.get("candidates", [])
+    criteria = sorted({name for c in candidates for name in c.get("scores", {})})
+    columns = [*CANDIDATE_COLUMNS, "pruned_at", *criteria]
+    rows = [
+        [
+            c.get("name"),
+            c.get("arm"),
+            c.get("seed"),
+            c.get("name") == portfolio.get("chosen"),
+            c.get("total"),
+            c.get("psnr"),
+            c.get("iterations"),
+            c.get("seconds"),
+            c.get("pruned_at"),
+            *(c.get("scores", {}).get(name) for name in criteria),
+        ]
+        for c in candidates
+    ]
+    return columns, rows
+
+
 class WandbTracker(Tracker):
     """One W&B run per image, grouped by experiment.
 
@@ -280,7 +308,9 @@ class WandbTracker(Tracker):
     the iteration where the run stopped, ``peak_*``, kernel error, error
     ratio, iterations, seconds); the last step logs images of y, x, k, ŷ,
     x̄ and k̄ (with a supervisor that gives them) and the ground truth x and k (when known),
-    under ``final/<name>`` (:data:`FINAL_IMAGES`). Every run is
+    under ``final/<name>`` (:data:`FINAL_IMAGES`). A portfolio's image also logs its
+    candidates side by side, a table ``portfolio/candidates`` (:func:`candidate_table`), and
+    ``portfolio/chosen`` and ``portfolio/reason`` in the summary. Every run is
     finished, whatever happens, so multirun never merges runs.
 
     Args:
@@ -430,6 +460,14 @@ class WandbTracker(Tracker):
                     key = final_image_key(name)
                     data[key] = wandb.Image(_to_numpy(value), caption=f"{sample.name} {key}")
                 self.run.log(data)
+            portfolio = metrics.get("portfolio")
+            if isinstance(portfolio, Mapping):
+                columns, rows = candidate_table(portfolio)
+                table = wandb.Table(columns=columns, data=rows)
+                self.run.log({STEP_METRIC: result.iterations, "portfolio/candidates": table})
+                self.run.summary.update(
+                    {f"portfolio/{key}": portfolio.get(key) for key in ("chosen", "reason")}
+                )
             self.run.summary.update(
                 {
                     key: value

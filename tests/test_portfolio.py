@@ -463,3 +463,27 @@ def test_wandb_logs_the_candidates_side_by_side(monkeypatch):
     assert [row[-1] for row in table.data] == [0.5, 0.9]
     assert run.summary["portfolio/chosen"] == "weak_rec_es-seed0"
     assert run.summary["psnr"] == 29.5 and run.finished == 0
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["arbiter.prefer=[xbar-weak_rec_es]"], "with portfolio.supervisor_candidate=true"),
+        (
+            ["arbiter.prefer=[xbar-selfdeblur]", "portfolio.supervisor_candidate=true"],
+            "arm selfdeblur's supervisor is none",
+        ),
+    ],
+)
+def test_preferring_g_s_estimate_needs_it_to_exist(overrides, message):
+    from weakdeblur.runtime.preflight import PreflightError, compose_arms
+
+    run = ["+exp=portfolio", *overrides]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=run)
+        with pytest.raises(PreflightError, match=message):
+            compose_arms(cfg, run, "config")
+        fine = ["+exp=portfolio", "arbiter.prefer=[xbar-weak_rec_es]"]
+        fine.append("portfolio.supervisor_candidate=true")
+        cfg = compose(config_name="config", overrides=fine)
+        assert set(compose_arms(cfg, fine, "config")) == {"selfdeblur", "weak_rec_es"}

@@ -427,7 +427,42 @@ def compose_arms(cfg: DictConfig, overrides: list[str], config_name: str) -> dic
                 f"portfolio arm {name}: {first} (the command's overrides apply to every arm; "
                 "give one arm's own settings in a preset)"
             ) from error
+    check_preferred_estimates(cfg, arms)
     return arms
+
+
+def check_preferred_estimates(cfg: DictConfig, arms: dict[str, DictConfig]) -> None:
+    """``arbiter.prefer`` may name g's own estimate, ``xbar-ARM``: that candidate exists only
+    with ``portfolio.supervisor_candidate`` and an arm whose supervisor estimates a kernel."""
+    for entry in (cfg.get("arbiter") or {}).get("prefer") or []:
+        arm = str(entry).removeprefix("xbar-")
+        if arm == entry or arm not in arms:
+            continue
+        if not cfg.portfolio.get("supervisor_candidate"):
+            raise PreflightError(
+                f"arbiter.prefer: {entry} is g's own estimate, a candidate only with "
+                "portfolio.supervisor_candidate=true"
+            )
+        estimates, name = _estimates_kernel(arms[arm])
+        if not estimates:
+            raise PreflightError(
+                f"arbiter.prefer: {entry} needs an arm whose supervisor estimates the blur "
+                f"kernel (supervisor=map); arm {arm}'s supervisor is {name}"
+            )
+
+
+def _estimates_kernel(cfg: DictConfig) -> tuple[bool, str]:
+    """Whether ``cfg``'s supervisor estimates the blur kernel (overrides
+    ``Supervisor.kernel_estimate``), and its class name (``none`` without one)."""
+    from hydra.utils import get_class
+
+    from weakdeblur.supervisors.base import Supervisor
+
+    supervisor = cfg.get("supervisor") or {}
+    target = supervisor.get("_target_") if isinstance(supervisor, DictConfig) else None
+    kind = get_class(target) if target else None
+    name = target.rsplit(".", 1)[-1] if target else "none"
+    return kind is not None and kind.kernel_estimate is not Supervisor.kernel_estimate, name
 
 
 def check_kernel_supervisor(cfg: DictConfig) -> None:
@@ -436,15 +471,8 @@ def check_kernel_supervisor(cfg: DictConfig) -> None:
     users = [group for group in ("gate", "kernel_start") if cfg.get(group)]
     if not users:
         return
-    from hydra.utils import get_class
-
-    from weakdeblur.supervisors.base import Supervisor
-
-    supervisor = cfg.get("supervisor") or {}
-    target = supervisor.get("_target_") if isinstance(supervisor, DictConfig) else None
-    kind = get_class(target) if target else None
-    if kind is None or kind.kernel_estimate is Supervisor.kernel_estimate:
-        name = target.rsplit(".", 1)[-1] if target else "none"
+    estimates, name = _estimates_kernel(cfg)
+    if not estimates:
         raise PreflightError(
             f"{' and '.join(users)} {'needs' if len(users) == 1 else 'need'} a supervisor "
             "that estimates the blur kernel "

@@ -774,4 +774,5 @@ def test_every_preset_and_option_passes_the_settings_checks():
             needs_map = choice.split("=")[0] in ("gate", "kernel_start")  # they read g's k̄
             overrides = [choice, *(["supervisor=map"] if needs_map else [])]
             overrides += REQUIRED_BY.get(choice, [])  # the options' mandatory values (???)
+            overrides += ["portfolio=default"] if choice.startswith("arbiter=") else []
             check_settings(compose(config_name="config", overrides=overrides))

@@ -256,6 +256,35 @@ def test_pruning_halves_each_rung_in_the_order_candidates_come(tmp_path: Path):
     chosen = next(c for c in listed if c["name"] == record["portfolio"]["chosen"])
     assert "pruned_at" not in chosen
     assert record["iterations"] == sum(entry["iterations"] for entry in stored)
+    assert record["portfolio"]["chosen_seed"] == chosen["seed"]
+    assert record["portfolio"]["chosen_arm"] == "selfdeblur"
+    # the report's best is of the candidates that ran to the end (the arbiter's field)
+    from weakdeblur.report import ImageResult, Run, portfolio_table
+
+    for entry in listed:  # a pruned candidate far "better" at its pruning
+        entry["psnr"] = 99.0 if "pruned_at" in entry else float(entry["seed"])
+    result = ImageResult(
+        Run(tmp_path, "portfolio", label="p"), sample.name, tmp_path, record, [], 0
+    )
+    table = "\n".join(portfolio_table([result]))
+    assert (
+        "99.00p" in table and f"| {max(e['seed'] for e in listed if 'total' in e):.2f} |" in table
+    )
+
+
+def test_the_preferred_arm_is_never_pruned(tmp_path: Path):
+    sample = synthetic_sample()
+    portfolio = Portfolio(
+        [arm("selfdeblur", tmp_path)],
+        [0, 1, 2, 3],
+        Arbiter({"cross_validated_fit": 1.0}, prefer=["selfdeblur"]),
+        tmp_path,
+        NullTracker(),
+        pruning=Pruning([0.5], keep=0.25),
+    )
+    record = portfolio.run(sample, {"name": sample.name})
+    assert all("pruned_at" not in c for c in record["portfolio"]["candidates"])
+    assert record["iterations"] == 4 * 4
 
 
 def test_pruning_refuses_a_criterion_that_compares_candidates():
@@ -375,6 +404,7 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, overrid
         ("arbiter.prefer=[nope]", "arbiter.prefer: unknown arm 'nope'; choose from"),
         ("arbiter.prefer=weak_rec_es", "arbiter.prefer: a list of arms"),
         ("arbiter.discrepancy=-1", "arbiter.discrepancy: a number > 0 or null"),
+        ("~portfolio", "arbiter= chooses among a portfolio's candidates: add +exp=portfolio"),
     ],
 )
 def test_bad_portfolio_settings_are_refused_before_any_work(override, message):

@@ -366,7 +366,11 @@ class Arbiter:
                 field = fitting
                 notes.append(f"set aside, residual > {self.discrepancy:g} σ̂²: {', '.join(outside)}")
             elif not fitting:
-                notes.append(f"no candidate within {self.discrepancy:g} σ̂²")
+                lowest = min(ratios[i] for i in field)
+                notes.append(
+                    f"no candidate within {self.discrepancy:g} σ̂² (lowest {lowest:.2f}): "
+                    "all kept"
+                )
         for arm in self.prefer:
             members = [i for i in field if candidates[i].arm == arm]
             if members:
@@ -385,7 +389,10 @@ class Arbiter:
         field, notes = self.field(scores, candidates)
         index = min(field, key=total.__getitem__)
         others = sorted(total[i] for i in field if i != index)
-        reason = ", ".join(self.criteria) + f" lowest ({total[index]:.4g}"
+        what = ", ".join(self.criteria)
+        if len(self.criteria) > 1:
+            what = f"weighted rank sum of {what} (0 = first on every criterion)"
+        reason = what + f" lowest ({total[index]:.4g}"
         reason += f"; next {others[0]:.4g})" if others else ")"
         reason = "; ".join([*notes, reason])
         return Choice(index, dict(scores), total, reason)

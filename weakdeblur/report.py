@@ -550,8 +550,9 @@ def per_image_table(images: list[dict[str, Any]]) -> list[str]:
 
 def portfolio_table(results: Sequence[ImageResult]) -> list[str]:
     """Portfolio runs (:mod:`weakdeblur.runtime.portfolio`): per image, every candidate's PSNR
-    side by side, ``*`` on the arbiter's choice, ``p`` on a pruned candidate, then the chosen and the best PSNR; a last line
-    says how often the choice was the best. Empty when no result is a portfolio's."""
+    side by side, ``*`` on the arbiter's choice, ``p`` on a pruned candidate, then the chosen and
+    the best PSNR of those that ran to the end (the arbiter's field); a last line says how often
+    the choice was the best. Empty when no result is a portfolio's."""
     chosen = [r for r in results if isinstance(r.metrics.get("portfolio"), dict)]
     if not chosen:
         return []
@@ -567,7 +568,11 @@ def portfolio_table(results: Sequence[ImageResult]) -> list[str]:
         for name in names:
             mark = "*" if name == portfolio["chosen"] else "p" if name in pruned else ""
             cells.append(_cell(psnr.get(name), ".2f") + mark)
-        known = [value for value in psnr.values() if isinstance(value, (int, float))]
+        known = [  # the arbiter's field: a pruned candidate's PSNR is from its pruning
+            value
+            for name, value in psnr.items()
+            if isinstance(value, (int, float)) and name not in pruned
+        ]
         best = max(known) if known else None
         hits += best is not None and psnr.get(portfolio["chosen"]) == best
         rows.append(
@@ -575,7 +580,11 @@ def portfolio_table(results: Sequence[ImageResult]) -> list[str]:
             + [_cell(psnr.get(portfolio["chosen"]), ".2f"), _cell(best, ".2f")]
         )
     lines = _table(["image", "experiment", *names, "chosen", "best"], rows, text=2)
-    return lines + ["", f"The arbiter chose the best candidate on {hits} of {len(rows)} images."]
+    return lines + [
+        "",
+        f"The arbiter chose the best candidate on {hits} of {len(rows)} images (best: of the "
+        "candidates that ran to the end; p: pruned, its PSNR where it stopped).",
+    ]
 
 
 def markdown(

@@ -347,8 +347,6 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
     pipeline = ImagePipeline(
         solver, evaluator, trackers, color, seed_mode, environment, solve=solve
     )
-    if cfg.get("arbiter") and not cfg.get("portfolio"):
-        log.warning("arbiter= chooses among a portfolio's candidates (+exp=portfolio): ignored")
     try:
         portfolio = build_portfolio(cfg, output_dir, pipeline) if cfg.get("portfolio") else None
     except PreflightError as error:

@@ -137,7 +137,12 @@ def against_baseline(rows, images, picked: dict[str, list[float]], baseline: str
         psnrs = [c["psnr"] for c in images[row["image"]] if c["arm"] == baseline]
         if psnrs:
             reference[row["image"]] = (statistics.fmean(psnrs), statistics.median(psnrs))
+    if not reference:
+        arms = sorted({c["arm"] for row in rows for c in images[row["image"]]})
+        print(f"\nno candidate of arm {baseline!r} (arms: {', '.join(arms)}): no paired comparison")
+        return {}
     if len(reference) < 2:
+        print(f"\none image with a {baseline} candidate: the paired comparison needs two or more")
         return {}
     print(f"\npaired against the {baseline} seed mean per image ({len(reference)} images):")
     print(f"{'choice':<34} {'mean diff':>10} {'95% interval':>18} {'won/lost':>9} {'worst':>7}")

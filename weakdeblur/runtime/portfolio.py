@@ -165,6 +165,12 @@ class Portfolio:
     resume: bool = True
     pruning: Pruning | None = None
 
+    def prunes(self, arm: Arm) -> bool:
+        """Whether ``arm``'s candidates face the rungs: under pruning, all but the arms the
+        arbiter prefers (their candidates always run to the end, as the gates judge them only
+        at the end)."""
+        return self.pruning is not None and arm.name not in self.arbiter.prefer
+
     def reclaim(self, name: str) -> None:
         """Bring back the candidates of an image whose earlier result was set aside (another
         arbiter, say: ``<output>/.superseded/<fingerprint>/<image>/candidates/``): each is reused
@@ -181,8 +187,13 @@ class Portfolio:
         name = f"{sample.name}/{CANDIDATES_DIR}/{label}"
         folder = self.output_dir / name
         settings: dict[str, Any] = {"arm": arm.fingerprint, "seed": seed}
-        if self.pruning is not None:  # a pruned candidate depends on the ones before it
-            settings["pruning"] = [self.pruning.fractions, self.pruning.keep, self.arbiter.criteria]
+        if self.prunes(arm):  # a pruned candidate depends on the ones before it
+            settings["pruning"] = [
+                self.pruning.fractions,
+                self.pruning.keep,
+                self.arbiter.criteria,
+                *([self.arbiter.prefer] if self.arbiter.prefer else []),
+            ]
         key = fingerprint(settings)
         done = completed_record(folder, key, quiet=True) if self.resume else None
         result = load_candidate(folder, name, done) if done is not None else None
@@ -215,7 +226,7 @@ class Portfolio:
     ) -> tuple[dict[str, Any], Result]:
         """The arm's pipeline on ``sample``; under pruning, its stopping rule wrapped so that
         the rungs' judge can give the candidate up."""
-        if self.pruning is None:
+        if not self.prunes(arm):
             return arm.pipeline.run(sample, seed, record)
         solver = arm.pipeline.solver
         budget = solver.optim.iterations
@@ -334,6 +345,8 @@ class Portfolio:
             "image_size": list(solved.blurry.shape[-2:]),
             "portfolio": {
                 "chosen": winner.candidate.name,
+                "chosen_arm": winner.record.get("arm"),
+                "chosen_seed": winner.record.get("seed"),  # the image's `seed` is the first one
                 "criteria": dict(self.arbiter.criteria),
                 **(
                     {"pruning": {"at": self.pruning.fractions, "keep": self.pruning.keep}}

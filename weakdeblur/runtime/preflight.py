@@ -339,6 +339,11 @@ def check_portfolio(cfg: DictConfig) -> None:
     criteria exist (when one is chosen), and one image at a time."""
     portfolio = cfg.get("portfolio")
     if not portfolio:
+        if cfg.get("arbiter"):
+            raise PreflightError(
+                "arbiter= chooses among a portfolio's candidates: add +exp=portfolio "
+                "(or portfolio=default), or leave arbiter= out"
+            )
         return
     from weakdeblur.arbiter import CRITERIA, DEFAULT_CRITERIA, POPULATION_CRITERIA
 

@@ -368,8 +368,7 @@ class Arbiter:
             elif not fitting:
                 lowest = min(ratios[i] for i in field)
                 notes.append(
-                    f"no candidate within {self.discrepancy:g} σ̂² (lowest {lowest:.2f}): "
-                    "all kept"
+                    f"no candidate within {self.discrepancy:g} σ̂² (lowest {lowest:.2f}): all kept"
                 )
         for arm in self.prefer:
             members = [i for i in field if candidates[i].arm == arm]

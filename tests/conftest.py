@@ -9,11 +9,11 @@ import pytest
 import torch
 
 PROJECT = Path(__file__).resolve().parents[1]
+CONF = PROJECT / "conf"
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # and in the runs the tests start
-CONF = PROJECT / "conf"
 
 
 def data_root() -> Path | None:

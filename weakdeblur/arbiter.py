@@ -86,7 +86,14 @@ def residual_to_noise(image: torch.Tensor, kernel: torch.Tensor, blurry: torch.T
     (:func:`noise_level`): about 1 for the true (x, k) (the residual is the noise), below 1 for
     a pair that also fits the noise, well above 1 for a pair that does not explain y: Morozov's
     discrepancy principle, the test of :class:`Arbiter`'s ``discrepancy`` gate."""
-    return data_fit(_grey(image), kernel, _grey(blurry)) / max(noise_level(blurry) ** 2, 1e-12)
+    return _residuals_to_noise(blurry, [(image, kernel)])[0]
+
+
+def _residuals_to_noise(blurry: torch.Tensor, pairs: Sequence[tuple]) -> list[float]:
+    """:func:`residual_to_noise` of several (x, k) pairs of one y, σ̂ estimated once."""
+    y = _grey(blurry)
+    variance = max(noise_level(y) ** 2, 1e-12)
+    return [data_fit(_grey(image), kernel, y) / variance for image, kernel in pairs]
 
 
 def _circular_correlate(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -278,7 +285,7 @@ CRITERIA: dict[str, Callable[[torch.Tensor, Sequence[Candidate]], list[float]]] 
         cross_scale_inconsistency(_grey(c.image), c.kernel) for c in cs
     ],
     "gradient_sparsity": lambda y, cs: [gradient_sparsity(_grey(c.image)) for c in cs],
-    "residual_to_noise": lambda y, cs: [residual_to_noise(c.image, c.kernel, y) for c in cs],
+    "residual_to_noise": lambda y, cs: _residuals_to_noise(y, [(c.image, c.kernel) for c in cs]),
     "kernel_disagreement": lambda y, cs: kernel_disagreement(
         [c.kernel for c in cs], [c.group for c in cs]
     ),
@@ -387,16 +394,14 @@ class Arbiter:
         total = self.combine(scores)
         field, notes = self.field(scores, candidates)
         index = min(field, key=total.__getitem__)
-        others = sorted(total[i] for i in field if i != index)
+        others = [total[i] for i in field if i != index]
         what = ", ".join(self.criteria)
         if len(self.criteria) > 1:
             what = f"weighted rank sum of {what} (0 = first on every criterion)"
         reason = what + f" lowest ({total[index]:.4g}"
-        reason += f"; next {others[0]:.4g})" if others else ")"
+        reason += f"; next {min(others):.4g})" if others else ")"
         reason = "; ".join([*notes, reason])
         return Choice(index, dict(scores), total, reason)
 
     def choose(self, blurry: torch.Tensor, candidates: Sequence[Candidate]) -> Choice:
-        if not candidates:
-            raise ValueError("no candidates to choose from")
         return self.decide(self.scores(blurry, candidates), candidates)

@@ -123,7 +123,7 @@ def arbiters() -> dict[str, Arbiter]:
     chosen = {name: Arbiter({name: 1.0}) for name in CRITERIA}
     for path in sorted(ARBITERS.glob("*.yaml")):
         settings = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "_target_"}
-        if len(settings["criteria"]) > 1 or len(settings) > 1:  # more than one criterion alone
+        if len(settings) > 1 or len(settings["criteria"]) > 1:  # not a criterion listed above
             chosen[f"arbiter={path.stem}"] = Arbiter(**settings)
     return chosen
 
@@ -224,20 +224,15 @@ def main(argv: list[str] | None = None) -> int:
         summary[key] = {"accuracy": accuracy, "picked_psnr": picked, "spearman": rho}
         rho_text = f"{rho:10.2f}" if rho is not None else f"{'-':>10}"
         print(f"{key:<34} {accuracy:9.2f} {picked:10.2f} {rho_text}")
-    for name, values in sorted(fixed.items()):
-        if len(values) == len(rows):  # a candidate every image has: always choosing it
-            print(f"{'always ' + name:<34} {'':>9} {statistics.fmean(values):10.2f}")
+    always = {  # a candidate every image has: always choosing it
+        f"always {name}": values
+        for name, values in sorted(fixed.items())
+        if len(values) == len(rows)
+    }
+    for label, values in always.items():
+        print(f"{label:<34} {'':>9} {statistics.fmean(values):10.2f}")
     picked = {key: entry["picked"] for key, entry in per_arbiter.items()}
-    picked.update(
-        {
-            f"always {name}": values
-            for name, values in sorted(fixed.items())
-            if len(values) == len(rows)
-        }
-    )
-    paired = against_baseline(rows, images, picked, arguments.baseline)
-    if arguments.json:
-        summary["paired"] = paired
+    summary["paired"] = against_baseline(rows, images, {**picked, **always}, arguments.baseline)
     if arguments.json:
         arguments.json.write_text(
             json.dumps(

@@ -142,6 +142,8 @@ def test_settings_are_checked_and_threads_split_the_cores(monkeypatch):
         SpeedSettings(compile_mode="fastest")
     with pytest.raises(ValueError, match="bf16"):
         SpeedSettings(bf16="sometimes")
+    with pytest.raises(ValueError, match="channels_last must be true, false or auto"):
+        SpeedSettings(channels_last="nhwc")
     monkeypatch.setattr(speed_module, "affinity_cores", lambda: 6)
     assert worker_threads(1) == 6 and worker_threads(4) == 1 and worker_threads(10**6) == 1
 
@@ -209,6 +211,24 @@ def test_bf16_auto_follows_the_capability(monkeypatch, caplog):
     assert auto.uses_bf16(torch.device("mps")) is False
     # explicit settings ignore the capability
     assert SpeedSettings(bf16=True).uses_bf16(cpu) and not SpeedSettings(bf16=False).uses_bf16(cpu)
+
+
+def test_channels_last_auto_follows_bf16(monkeypatch):
+    """NHWC pays with bf16 (oneDNN) and costs in float32 on AVX2: ``auto`` is on exactly where
+    the forward pass is bf16, and the prepared G_x is the NHWC wrapper only then."""
+    monkeypatch.setattr(speed_module, "_bf16_logged", set())
+    cpu = torch.device("cpu")
+    network = torch.nn.Conv2d(1, 1, 3)
+    _no_native_bf16(monkeypatch)
+    both_auto = SpeedSettings(bf16="auto", channels_last="auto")
+    assert both_auto.uses_channels_last(cpu) is False
+    assert both_auto.prepare(network, cpu) is network
+    _no_native_bf16(monkeypatch, {"amx_bf16"})
+    assert both_auto.uses_channels_last(cpu) is True
+    assert isinstance(both_auto.prepare(network, cpu), speed_module.ChannelsLast)
+    assert SpeedSettings(bf16=True, channels_last="auto").uses_channels_last(cpu) is True
+    assert SpeedSettings(bf16=False, channels_last="auto").uses_channels_last(cpu) is False
+    assert SpeedSettings(bf16=False, channels_last=True).uses_channels_last(cpu) is True
 
 
 class _Dtypes(LossTerm):

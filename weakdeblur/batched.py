@@ -291,7 +291,7 @@ class BatchedSolver:
             terms.append(image_terms)
             tracks.append(track)
 
-        image_net = speed.prepare(stack_networks(image_nets))
+        image_net = speed.prepare(stack_networks(image_nets), device)
         kernel_net = stack_networks(kernel_nets)
         del image_nets, kernel_nets
         code = torch.cat(codes)

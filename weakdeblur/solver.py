@@ -231,7 +231,7 @@ class Solver:
                 image_net, kernel_net, code_shape, inputs.kernel_code_size, inputs.code_scale
             )
             code, kernel_code = code.to(device), kernel_code.to(device)
-        image_net = speed.prepare(image_net.to(device))
+        image_net = speed.prepare(image_net.to(device), device)
         kernel_net = kernel_net.to(device)
         if seed_mode == "seeded":
             code = inputs.code_scale * torch.rand(code_shape, device=device)

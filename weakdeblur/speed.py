@@ -5,7 +5,10 @@ floating-point result (memory layout, compiled kernels, bf16, autotuned
 convolution algorithms) are **off by default** and are checked against the
 eager path by ``tests/test_speed.py``:
 
-* ``channels_last``: G_x and its input in NHWC memory format;
+* ``channels_last``: G_x and its input in NHWC memory format: ``true``, ``false`` or ``auto``
+  (on exactly where bf16 is on: oneDNN's bf16 convolutions are fastest in NHWC, 2.0–2.2× the
+  baseline with bf16 on an AMX Xeon, while float32 NHWC gains 1.05× there and *loses* on an
+  AVX2-only AMD EPYC, 0.64–0.72× of eager; docs/speed.md);
 * ``compile``: ``torch.compile`` of G_x (``compile_mode``: ``default``,
   ``reduce-overhead`` (CUDA graphs: cuts launch overhead on a GPU),
   ``max-autotune``, ...). A failure to compile (no C++ compiler, an unsupported
@@ -48,7 +51,7 @@ class SpeedSettings:
     """How the loop runs (not what it computes); see the module docstring."""
 
     batch_size: int = 1
-    channels_last: bool = False
+    channels_last: bool | str = False  # true | false | auto (follows bf16)
     compile: bool = False
     compile_mode: str = "default"
     bf16: bool | str = False  # true | false | auto
@@ -63,8 +66,11 @@ class SpeedSettings:
             raise ValueError(
                 f"solver.compile_mode must be one of {', '.join(COMPILE_MODES)}; got {self.compile_mode!r}"
             )
-        if self.bf16 not in (True, False, "auto"):
-            raise ValueError(f"solver.bf16 must be true, false or auto; got {self.bf16!r}")
+        for name in ("bf16", "channels_last"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ValueError(
+                    f"solver.{name} must be true, false or auto; got {getattr(self, name)!r}"
+                )
 
     def uses_bf16(self, device: torch.device) -> bool:
         """Whether the forward pass runs in bf16 on ``device`` (``auto`` resolved, logged once)."""
@@ -84,9 +90,15 @@ class SpeedSettings:
             torch.backends.cudnn.allow_tf32 = bool(self.tf32)
             torch.backends.cuda.matmul.allow_tf32 = bool(self.tf32)
 
-    def prepare(self, network: nn.Module) -> nn.Module:
+    def uses_channels_last(self, device: torch.device) -> bool:
+        """Whether G_x runs in NHWC on ``device`` (``auto``: where the forward pass is bf16)."""
+        if self.channels_last == "auto":
+            return self.uses_bf16(device)
+        return bool(self.channels_last)
+
+    def prepare(self, network: nn.Module, device: torch.device) -> nn.Module:
         """G_x in the requested memory format, compiled when asked (with an eager fallback)."""
-        if self.channels_last:
+        if self.uses_channels_last(device):
             network = ChannelsLast(network)
         if self.compile:
             network = CompiledOrEager(network, self.compile_mode)

@@ -35,7 +35,7 @@ from hydra import compose, initialize
 from weakdeblur.run import run_images
 
 REFERENCE = "+exp=selfdeblur"
-FAST = "solver.bf16=auto solver.channels_last=true"
+FAST = "solver.bf16=auto solver.channels_last=auto"
 CANDIDATES = (  # the switches, a shorter budget, adaptive stopping (no supervisor needed)
     FAST,
     f"{FAST} optim.iterations=2500",

@@ -9,6 +9,11 @@
 # per-image locks), one thread each. Re-running the same command resumes per candidate.
 #   JOBS=2 SEEDS=1 ITERATIONS=1000 bash experiments/portfolio/study.sh
 #   DATA=levin ROOT=outputs/portfolio_levin ITERATIONS=1500 bash experiments/portfolio/study.sh
+# IMAGES (a Hydra list of image names) and EXTRA (more overrides) change the images, for example
+# the low-noise shake calibration set (Levin-like noise, g right on 3 crops and wrong on 3):
+#   DATA=shake EXTRA="data.noise=0.002 data.seed=200" \
+#   IMAGES="[camera_k13_s200,astronaut_k17_s201,grass_k27_s205,coffee_k19_s202,rocket_k23_s204,brick_k25_s207]" \
+#   ROOT=outputs/portfolio_shake_lownoise bash experiments/portfolio/study.sh
 # Cost measured on a 2-core AMD EPYC (no AVX-512): 0.71 s/it at one thread for the 128 crop
 # (fp32), so a 1000-iteration candidate is ~12 min of a core.
 set -euo pipefail
@@ -17,10 +22,11 @@ ROOT=${ROOT:-outputs/portfolio_$DATA}
 SEEDS=${SEEDS:-1}
 ITERATIONS=${ITERATIONS:-1000}
 JOBS=${JOBS:-2}
+EXTRA=${EXTRA:-}           # more Hydra overrides, space-separated
 PYTHON=${PYTHON:-python}   # the virtual environment's python (.venv/bin/python) if not activated
 case "$DATA" in
-    shake) IMAGES=null ;;
-    levin) IMAGES="[im1_kernel1_img,im2_kernel2_img,im3_kernel3_img,im4_kernel4_img,im1_kernel5_img,im2_kernel6_img,im3_kernel7_img,im4_kernel8_img]" ;;
+    shake) IMAGES=${IMAGES:-null} ;;
+    levin) IMAGES=${IMAGES:-"[im1_kernel1_img,im2_kernel2_img,im3_kernel3_img,im4_kernel4_img,im1_kernel5_img,im2_kernel6_img,im3_kernel7_img,im4_kernel8_img]"} ;;
     *) echo "DATA: shake or levin" >&2; exit 2 ;;
 esac
 mkdir -p "$ROOT"
@@ -28,7 +34,7 @@ for job in $(seq "$JOBS"); do
     OMP_NUM_THREADS=1 "$PYTHON" -m weakdeblur.run +exp=portfolio data="$DATA" data.crop=128 data.images="$IMAGES" \
         portfolio.seeds="$SEEDS" portfolio.supervisor_candidate=true optim.iterations="$ITERATIONS" optim.log_every=100 \
         optim.snapshot_every=0 threads=1 logger=none progress=false metrics.lpips=false \
-        hydra.run.dir="$ROOT" > "$ROOT/job$job.log" 2>&1 &
+        hydra.run.dir="$ROOT" $EXTRA > "$ROOT/job$job.log" 2>&1 &
     sleep 20  # the first job takes the first image before the next looks
 done
 wait || true

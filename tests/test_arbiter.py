@@ -137,3 +137,30 @@ def test_the_discrepancy_gate_keeps_the_preferred_arm_unless_it_does_not_explain
     )
     with pytest.raises(ValueError, match="discrepancy must be a number > 0"):
         Arbiter({"data_fit": 1.0}, discrepancy=0)
+
+
+def test_the_excess_gate_measures_residuals_from_the_best_fit_in_noise_units(candidates):
+    """Relative to the best-fitting candidate, not to zero: the trivial pair (y, δ) fits y
+    exactly, the truth pays about one noise variance more (kept), a wrong kernel more than
+    five (set aside)."""
+    y, pairs = candidates
+    arbiter = Arbiter({"data_fit": 1.0}, prefer=["supervised"], excess=2.0)
+    assert arbiter.needs == ["data_fit", "residual_to_noise"]
+
+    def choose(supervised: str):
+        return arbiter.choose(
+            y,
+            [
+                Candidate("plain", "plain", *pairs["trivial"], arm="plain"),
+                Candidate("supervised", "g", *pairs[supervised], arm="supervised"),
+            ],
+        )
+
+    kept = choose("truth")
+    excess = kept.scores["residual_to_noise"][1] - kept.scores["residual_to_noise"][0]
+    assert 0.6 < excess < 1.4 and kept.index == 1 and "set aside" not in kept.reason
+    wrong = choose("rotated")
+    assert wrong.index == 0, wrong
+    assert "set aside, residual > best fit + 2 σ̂²: supervised +" in wrong.reason
+    with pytest.raises(ValueError, match="excess must be a number > 0"):
+        Arbiter({"data_fit": 1.0}, excess=-1)

@@ -404,6 +404,7 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, overrid
         ("arbiter.prefer=[nope]", "arbiter.prefer: unknown arm 'nope'; choose from"),
         ("arbiter.prefer=weak_rec_es", "arbiter.prefer: a list of arms"),
         ("arbiter.discrepancy=-1", "arbiter.discrepancy: a number > 0 or null"),
+        ("+arbiter.excess=0", "arbiter.excess: a number > 0 or null"),
         ("~portfolio", "arbiter= chooses among a portfolio's candidates: add +exp=portfolio"),
     ],
 )

@@ -297,7 +297,7 @@ DEFAULT_CRITERIA = {"cross_validated_fit": 1.0}  # conf/arbiter/cross_validated.
 
 
 class Arbiter:
-    """Pick one of several candidates of an image from the blurry image alone.
+    r"""Pick one of several candidates of an image from the blurry image alone.
 
     ``criteria`` maps names of :data:`CRITERIA` to weights. With one criterion the candidate
     with the lowest score wins; with several, each criterion ranks the candidates (0 = best)
@@ -309,9 +309,15 @@ class Arbiter:
     * ``discrepancy`` (Morozov's discrepancy principle): a candidate whose residual exceeds
       ``discrepancy`` × the noise variance estimated from y (:func:`residual_to_noise`) does
       not explain y and is set aside, unless no candidate explains it;
+    * ``excess``: a candidate whose residual exceeds the best-fitting candidate's by more than
+      ``excess`` × σ̂² is set aside. The absolute gate above fails on nearly noiseless
+      images, where every residual is model error and so many σ̂² (Levin: σ̂ ≈ 0.002, even
+      SelfDeblur at 1.3–3.1 σ̂²); the excess is the price a candidate pays in data fit for what
+      pulled it away from the best fit (g's x̄ for the supervised arm), in units of the noise:
+      :math:`(\|k_i \star x_i - y\|^2 - \min_j \|k_j \star x_j - y\|^2) / (N \hat\sigma^2)`;
     * ``prefer``: arm names in order of trust; the candidates of the first listed arm that is
       still in the field are the only ones left (for example the supervised arm, set aside by
-      the first gate only when g's pull leaves y unexplained).
+      the gates only when g's pull leaves y unexplained).
     """
 
     def __init__(
@@ -319,6 +325,7 @@ class Arbiter:
         criteria: Mapping[str, float],
         prefer: Sequence[str] = (),
         discrepancy: float | None = None,
+        excess: float | None = None,
     ):
         criteria = dict(criteria or {})
         unknown = sorted(set(criteria) - set(CRITERIA))
@@ -328,16 +335,19 @@ class Arbiter:
             )
         if not criteria or any(not weight > 0 for weight in criteria.values()):
             raise ValueError("the arbiter needs at least one criterion, each with a weight > 0")
-        if discrepancy is not None and not discrepancy > 0:
-            raise ValueError(f"arbiter.discrepancy must be a number > 0 or null; got {discrepancy}")
+        for name, value in (("discrepancy", discrepancy), ("excess", excess)):
+            if value is not None and not value > 0:
+                raise ValueError(f"arbiter.{name} must be a number > 0 or null; got {value}")
         self.criteria = criteria
         self.prefer = [str(arm) for arm in prefer or ()]
         self.discrepancy = discrepancy
+        self.excess = excess
 
     @property
     def needs(self) -> list[str]:
-        """The criteria computed: the weighted ones and the discrepancy gate's."""
-        gate = ["residual_to_noise"] if self.discrepancy is not None else []
+        """The criteria computed: the weighted ones and the gates' (``residual_to_noise``)."""
+        gated = self.discrepancy is not None or self.excess is not None
+        gate = ["residual_to_noise"] if gated else []
         return list(dict.fromkeys([*self.criteria, *gate]))
 
     @property
@@ -377,6 +387,14 @@ class Arbiter:
                 notes.append(
                     f"no candidate within {self.discrepancy:g} σ̂² (lowest {lowest:.2f}): all kept"
                 )
+        if self.excess is not None:
+            ratios = scores["residual_to_noise"]
+            best = min(ratios[i] for i in field)
+            outside = [i for i in field if ratios[i] - best > self.excess]
+            if outside:
+                field = [i for i in field if i not in outside]
+                what = ", ".join(f"{candidates[i].name} +{ratios[i] - best:.2f}" for i in outside)
+                notes.append(f"set aside, residual > best fit + {self.excess:g} σ̂²: {what}")
         for arm in self.prefer:
             members = [i for i in field if candidates[i].arm == arm]
             if members:

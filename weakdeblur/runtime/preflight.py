@@ -385,9 +385,10 @@ def check_portfolio(cfg: DictConfig) -> None:
             raise PreflightError(f"arbiter.criteria.{name}: a number > 0; got {weight!r}")
     if arbiter and not criteria:
         raise PreflightError("arbiter.criteria: at least one criterion, e.g. cross_validated_fit")
-    discrepancy = arbiter.get("discrepancy")
-    if discrepancy is not None and (not _number(discrepancy) or discrepancy <= 0):
-        raise PreflightError(f"arbiter.discrepancy: a number > 0 or null; got {discrepancy!r}")
+    for gate in ("discrepancy", "excess"):
+        value = arbiter.get(gate)
+        if value is not None and (not _number(value) or value <= 0):
+            raise PreflightError(f"arbiter.{gate}: a number > 0 or null; got {value!r}")
     prefer = arbiter.get("prefer")
     prefer = ListConfig([]) if prefer is None else prefer
     if not isinstance(prefer, ListConfig):

@@ -320,7 +320,7 @@ def run_cli(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_portfolio_preset_on_the_demo(tmp_path: Path):
+def test_portfolio_preset_on_the_demo(tmp_path: Path, capsys):
     out = tmp_path / "out"
     overrides = [
         "+exp=portfolio",
@@ -364,13 +364,20 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path):
     # the study's tool scores every criterion and arbiter on the run, without running anything
     selection = run_path(str(PROJECT / "experiments/arbiter/selection.py"))
     figures = tmp_path / "selection.json"
-    assert selection["main"](["--portfolio", str(out), "--json", str(figures)]) == 0
+    grid = ["--excess-grid", "0.5,1e6", "--per-image"]
+    assert selection["main"](["--portfolio", str(out), "--json", str(figures), *grid]) == 0
     found = json.loads(figures.read_text())
-    psnrs = [listed[name]["psnr"] for name in found["images"][0]["candidates"]]
+    names = found["images"][0]["candidates"]
+    psnrs = [listed[name]["psnr"] for name in names]
     assert found["ceiling"] == pytest.approx(max(psnrs))
     gated = found["criteria"]["arbiter=discrepancy"]
     assert min(psnrs) <= gated["picked_psnr"] <= max(psnrs)
     assert found["images"][0]["residual_to_noise"][0] > 0
+    # an excess gate no residual reaches sets nothing aside: the preferred arm is chosen
+    open_gate = found["criteria"]["discrepancy, excess=1e+06 instead"]["picked_psnr"]
+    assert open_gate in [p for n, p in zip(names, psnrs, strict=True) if "weak_rec_es" in n]
+    per_image = capsys.readouterr().out
+    assert f"{names[0]} {psnrs[0]:.2f} dB (residual" in per_image and "σ̂², +0.00)" in per_image
 
 
 @pytest.mark.parametrize(

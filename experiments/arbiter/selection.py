@@ -118,13 +118,25 @@ def spearman(a: list[float], b: list[float]) -> float | None:
     return float(spearmanr(a, b).statistic)
 
 
-def arbiters() -> dict[str, Arbiter]:
-    """Every single criterion, and every combination shipped in conf/arbiter/."""
+def _shipped(stem: str) -> dict:
+    path = ARBITERS / f"{stem}.yaml"
+    return {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "_target_"}
+
+
+def arbiters(excess_grid: list[float] = ()) -> dict[str, Arbiter]:
+    """Every single criterion, every combination shipped in conf/arbiter/, and the
+    ``discrepancy`` preset with its absolute gate replaced by an excess gate of each value in
+    ``excess_grid`` (the calibration curve of that gate)."""
     chosen = {name: Arbiter({name: 1.0}) for name in CRITERIA}
     for path in sorted(ARBITERS.glob("*.yaml")):
-        settings = {k: v for k, v in yaml.safe_load(path.read_text()).items() if k != "_target_"}
+        settings = _shipped(path.stem)
         if len(settings) > 1 or len(settings["criteria"]) > 1:  # not a criterion listed above
             chosen[f"arbiter={path.stem}"] = Arbiter(**settings)
+    preset = {
+        k: v for k, v in _shipped("discrepancy").items() if k not in ("discrepancy", "excess")
+    }
+    for value in excess_grid:
+        chosen[f"discrepancy, excess={value:g} instead"] = Arbiter(**preset, excess=value)
     return chosen
 
 
@@ -177,6 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--baseline", default="selfdeblur", help="the arm every choice is paired against"
     )
+    parser.add_argument(
+        "--per-image",
+        action="store_true",
+        help="print each image's candidates: PSNR, residual over σ̂² and its excess over the best fit",
+    )
+    parser.add_argument(
+        "--excess-grid",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=[],
+        help="comma-separated excess gates (σ̂² above the best fit) to try in place of the "
+        "discrepancy preset's absolute gate, e.g. 0.5,1,2,4 (calibration on data=shake only)",
+    )
     arguments = parser.parse_args(argv)
     for folder in [*arguments.runs, *([arguments.portfolio] if arguments.portfolio else [])]:
         if not folder.is_dir():
@@ -187,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     if not images:
         print("no image has two or more finished candidates")
         return 2
-    choices = arbiters()
+    choices = arbiters(arguments.excess_grid)
     every_criterion = Arbiter(dict.fromkeys(CRITERIA, 1.0))
     per_arbiter: dict[str, dict[str, list]] = {}
     fixed: dict[str, list[float]] = {}
@@ -211,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
         for c in candidates:
             fixed.setdefault(c["name"], []).append(c["psnr"])
         rows.append(row)
+        if arguments.per_image:
+            ratios = scores["residual_to_noise"]
+            print(
+                f"{name}: "
+                + ", ".join(
+                    f"{c['name']} {p:.2f} dB (residual {r:.2f} σ̂², +{r - min(ratios):.2f})"
+                    for c, p, r in zip(candidates, psnrs, ratios, strict=True)
+                )
+            )
     mean_candidate = statistics.fmean(statistics.fmean(r["psnr"]) for r in rows)
     ceiling = statistics.fmean(max(r["psnr"]) for r in rows)
     print(f"{len(rows)} images, candidates: {rows[0]['candidates']}")

@@ -150,6 +150,53 @@ def test_portfolio_runs_every_candidate_keeps_them_and_reuses_them(tmp_path: Pat
     assert again["portfolio"]["candidates"] == record["portfolio"]["candidates"]
 
 
+def test_batched_seeds_give_the_candidates_of_one_at_a_time_runs(tmp_path, monkeypatch, request):
+    """solver.batch_size=2: each arm's pending seeds are fitted two at a time (seeds 0 and 1
+    together, then 2), with the candidates of one-at-a-time runs up to float round-off; a
+    resumed portfolio batches only what is left."""
+    import shutil
+
+    from weakdeblur import batched
+
+    groups: list[list[int]] = []
+    original = batched.BatchedSolver.run
+
+    def spy(self, samples, seeds=0, **kwargs):
+        groups.append(list(seeds))
+        return original(self, samples, seeds, **kwargs)
+
+    monkeypatch.setattr(batched.BatchedSolver, "run", spy)
+    # float64: float32 Adam turns the summation-order round-off of a batch into ~1e-2 within a
+    # few iterations (tests/test_batched.py); in float64 the two agree to 1e-6
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    request.addfinalizer(lambda: torch.set_default_dtype(previous))
+    sample = synthetic_sample()
+    records = {}
+    for size in (1, 2):
+        out = tmp_path / f"batch{size}"
+        weak = ("supervisor.alternations=1", f"solver.batch_size={size}")
+        arms = [
+            arm("selfdeblur", out, f"solver.batch_size={size}"),
+            arm("weak_rec_es", out, *weak),
+        ]
+        portfolio = Portfolio(arms, [0, 1, 2], Arbiter({"data_fit": 1.0}), out, NullTracker())
+        records[size] = portfolio.run(sample, {"name": sample.name})
+    assert groups == [[0, 1], [2], [0, 1], [2]]  # batch_size=1 never batches
+    for one, two in zip(*(records[s]["portfolio"]["candidates"] for s in (1, 2)), strict=True):
+        assert one["name"] == two["name"] and one["iterations"] == two["iterations"] == 4
+        folders = [tmp_path / f"batch{s}" / sample.name / "candidates" / one["name"] for s in (1, 2)]
+        alone, together = (torch.load(f / CANDIDATE_TENSORS, weights_only=True) for f in folders)
+        torch.testing.assert_close(together["image"], alone["image"], atol=1e-6, rtol=0)
+        torch.testing.assert_close(together["kernel"], alone["kernel"], atol=1e-6, rtol=0)
+        assert one["psnr"] == pytest.approx(two["psnr"], abs=1e-4)
+    # resumed with one candidate gone: it runs alone, the others are reused
+    shutil.rmtree(tmp_path / "batch2" / sample.name / "candidates" / "selfdeblur-seed1")
+    groups.clear()
+    again = portfolio.run(sample, {"name": sample.name})
+    assert groups == [] and again["portfolio"]["chosen"] == records[2]["portfolio"]["chosen"]
+
+
 def test_candidates_of_a_result_set_aside_are_reused(tmp_path: Path):
     """Re-running with another arbiter sets the image's result aside (its fingerprint changed);
     its candidates come back and are not recomputed."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 
 import torch
@@ -525,3 +526,56 @@ class BatchedRuns:
         )
         for (member_name, _, _), result, logged in zip(group, results, records, strict=True):
             self._solved[member_name] = (result, logged)
+
+
+class SeedBatches:
+    """Batched solving of one image from several seeds (a portfolio arm's candidates).
+
+    A solve hook for :class:`~weakdeblur.runtime.pipeline.ImagePipeline`, called once per seed
+    as :meth:`Solver.run` would be: the first call for a seed not solved yet fits it together
+    with the next ``pending`` seeds (up to ``solver.speed.batch_size``) as one batch; the
+    others' results and log records are kept and handed over, in order, on their own calls.
+    Each seed gets the update it would get alone (:class:`BatchedSolver`), so the candidates
+    equal one-at-a-time runs up to float round-off.
+
+    Args:
+        solver: the arm's :class:`Solver` (its ``speed.batch_size`` is the group size).
+        pending: the seeds the caller will ask for, in its order (not the ones it reuses).
+    """
+
+    def __init__(self, solver: Solver, pending: Sequence[int]):
+        self.solver, self.pending = solver, list(pending)
+        self._solved: dict[int, tuple[Result, list[LogRecord]]] = {}
+
+    def run(
+        self,
+        sample: Sample,
+        seed: int = 0,
+        on_log: Callable[[LogRecord], None] | None = None,
+        evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
+        seed_mode: str = "seeded",
+    ) -> Result:
+        """As :meth:`Solver.run`; only ``seed_mode="seeded"`` (the reference's draws are those
+        of one run at a time)."""
+        if seed_mode != "seeded":
+            raise SeedModeError(
+                f"seed_mode={seed_mode} runs one candidate at a time; set solver.batch_size=1"
+            )
+        if seed not in self._solved:
+            later = self.pending[self.pending.index(seed) + 1 :] if seed in self.pending else []
+            group = [seed, *[s for s in later if s not in self._solved]]
+            group = group[: self.solver.speed.batch_size]
+            records: list[list[LogRecord]] = [[] for _ in group]
+            results = BatchedSolver(self.solver).run(
+                [sample] * len(group),
+                group,
+                on_log=lambda index, record: records[index].append(record),
+                evaluate=[evaluate] * len(group),
+            )
+            for member, result, logged in zip(group, results, records, strict=True):
+                self._solved[member] = (result, logged)
+        result, logged = self._solved.pop(seed)
+        if on_log is not None:
+            for record in logged:
+                on_log(record)
+        return replace(result, name=sample.name)

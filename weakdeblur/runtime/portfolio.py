@@ -12,8 +12,10 @@ image's result, and the record says which candidate won, by which criteria, with
 candidate's scores (and, where a ground truth exists, each candidate's PSNR, for studies only:
 the arbiter never reads it).
 
-On a CPU the candidates run one after the other. Nothing here reads Hydra or W&B: the entry
-point composes the arms and gives each its pipeline.
+The candidates run one after the other, except that with ``solver.batch_size`` = B > 1 the
+seeds of one arm are fitted B at a time as one batch (:class:`~weakdeblur.batched.SeedBatches`:
+the same candidates up to float round-off; what pays on a GPU). Nothing here reads Hydra or
+W&B: the entry point composes the arms and gives each its pipeline.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import torch
 
 from weakdeblur.arbiter import Arbiter, Candidate
+from weakdeblur.batched import SeedBatches
 from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import blur_same
@@ -181,10 +184,10 @@ class Portfolio:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.move(str(old), str(target / old.name))
 
-    def run_candidate(self, arm: Arm, seed: int, sample: Sample, base: dict) -> Outcome | None:
-        """One candidate, reused from its folder when it finished with the same settings."""
-        label = f"{arm.name}-seed{seed}"
-        name = f"{sample.name}/{CANDIDATES_DIR}/{label}"
+    def stored(self, arm: Arm, seed: int, sample: Sample):
+        """A candidate's name, folder and settings fingerprint, and its finished record and
+        result when it can be reused (else ``None, None``)."""
+        name = f"{sample.name}/{CANDIDATES_DIR}/{arm.name}-seed{seed}"
         folder = self.output_dir / name
         settings: dict[str, Any] = {"arm": arm.fingerprint, "seed": seed}
         if self.prunes(arm):  # a pruned candidate depends on the ones before it
@@ -197,7 +200,23 @@ class Portfolio:
         key = fingerprint(settings)
         done = completed_record(folder, key, quiet=True) if self.resume else None
         result = load_candidate(folder, name, done) if done is not None else None
-        if done is not None and result is not None:
+        return name, folder, key, (done, result) if result is not None else (None, None)
+
+    def batches(self, arm: Arm, sample: Sample):
+        """With ``solver.batch_size`` > 1, the solve hook that fits the arm's seeds still to
+        run as batches; ``None`` for one at a time (and for an arm under pruning, whose
+        candidates are judged at the rungs against the ones before them)."""
+        solver = arm.pipeline.solver
+        if solver.speed.batch_size <= 1 or self.prunes(arm):
+            return None
+        pending = [s for s in self.seeds if self.stored(arm, s, sample)[3][0] is None]
+        return SeedBatches(solver, pending).run if len(pending) > 1 else None
+
+    def run_candidate(self, arm: Arm, seed: int, sample: Sample, base: dict) -> Outcome | None:
+        """One candidate, reused from its folder when it finished with the same settings."""
+        label = f"{arm.name}-seed{seed}"
+        name, folder, key, (done, result) = self.stored(arm, seed, sample)
+        if done is not None:
             log.info("%s: candidate %s complete, reused", sample.name, label)
             record = {**done, "resumed": True}
             if self.pruning is not None:
@@ -297,12 +316,15 @@ class Portfolio:
         finished)."""
         if self.pruning is not None:
             self.pruning.population = {}  # rungs compare the candidates of one image
-        outcomes = [
-            outcome
-            for arm in self.arms
-            for seed in self.seeds
-            if (outcome := self.run_candidate(arm, seed, sample, base)) is not None
-        ]
+        outcomes = []
+        for arm in self.arms:
+            pipeline = arm.pipeline
+            arm.pipeline = replace(pipeline, solve=self.batches(arm, sample) or pipeline.solve)
+            try:
+                outcomes += [self.run_candidate(arm, seed, sample, base) for seed in self.seeds]
+            finally:
+                arm.pipeline = pipeline
+        outcomes = [outcome for outcome in outcomes if outcome is not None]
         if self.supervisor_candidate:
             outcomes += self.supervisor_outcomes(solved, outcomes)
         spent = {

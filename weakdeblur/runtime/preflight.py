@@ -405,10 +405,6 @@ def check_portfolio(cfg: DictConfig) -> None:
             "portfolio.prune_at: pruning scores each candidate alone at its rungs; "
             f"{', '.join(sorted(POPULATION_CRITERIA))} compares candidates (choose another arbiter)"
         )
-    if cfg.get("solver") and (cfg.solver.get("batch_size") or 1) > 1:
-        raise PreflightError(
-            "a portfolio runs its candidates one at a time: leave solver.batch_size at 1"
-        )
 
 
 PORTFOLIO_OVERRIDES = ("exp=", "portfolio", "arbiter")  # what an arm's composition leaves out

@@ -185,7 +185,9 @@ def test_batched_seeds_give_the_candidates_of_one_at_a_time_runs(tmp_path, monke
     assert groups == [[0, 1], [2], [0, 1], [2]]  # batch_size=1 never batches
     for one, two in zip(*(records[s]["portfolio"]["candidates"] for s in (1, 2)), strict=True):
         assert one["name"] == two["name"] and one["iterations"] == two["iterations"] == 4
-        folders = [tmp_path / f"batch{s}" / sample.name / "candidates" / one["name"] for s in (1, 2)]
+        folders = [
+            tmp_path / f"batch{s}" / sample.name / "candidates" / one["name"] for s in (1, 2)
+        ]
         alone, together = (torch.load(f / CANDIDATE_TENSORS, weights_only=True) for f in folders)
         torch.testing.assert_close(together["image"], alone["image"], atol=1e-6, rtol=0)
         torch.testing.assert_close(together["kernel"], alone["kernel"], atol=1e-6, rtol=0)

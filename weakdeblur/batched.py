@@ -451,7 +451,60 @@ class BatchedSolver:
         return track.result
 
 
-class BatchedRuns:
+class _GroupedRuns:
+    """A solve hook answered from groups solved together: the first call (as :meth:`Solver.run`)
+    for a member not solved yet solves its group (:meth:`_solve_group`); the other members'
+    results and log records wait for their own calls and are replayed in order then."""
+
+    runs_one = "image"  # what seed_mode=reference runs one at a time
+
+    def __init__(self, solver: Solver):
+        self.solver = solver
+        self._solved: dict[object, tuple[Result, list[LogRecord]]] = {}
+
+    def _key(self, sample: Sample, seed: int) -> object:
+        raise NotImplementedError
+
+    def _solve_group(self, sample: Sample, seed: int, evaluate) -> None:
+        raise NotImplementedError
+
+    def _keep(self, keys: Sequence, samples: Sequence[Sample], seeds, evaluate) -> None:
+        """Solve ``samples`` as one batch and keep each result and its log under its key."""
+        records: list[list[LogRecord]] = [[] for _ in keys]
+        results = BatchedSolver(self.solver).run(
+            samples,
+            seeds,
+            on_log=lambda index, record: records[index].append(record),
+            evaluate=evaluate,
+        )
+        for key, result, logged in zip(keys, results, records, strict=True):
+            self._solved[key] = (result, logged)
+
+    def run(
+        self,
+        sample: Sample,
+        seed: int = 0,
+        on_log: Callable[[LogRecord], None] | None = None,
+        evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
+        seed_mode: str = "seeded",
+    ) -> Result:
+        """As :meth:`Solver.run`. Only ``seed_mode="seeded"``: the reference's draws are those
+        of one run at a time."""
+        if seed_mode != "seeded":
+            raise SeedModeError(
+                f"seed_mode={seed_mode} runs one {self.runs_one} at a time; set solver.batch_size=1"
+            )
+        key = self._key(sample, seed)
+        if key not in self._solved:
+            self._solve_group(sample, seed, evaluate)
+        result, records = self._solved.pop(key)
+        if on_log is not None:
+            for record in records:
+                on_log(record)
+        return replace(result, name=sample.name)
+
+
+class BatchedRuns(_GroupedRuns):
     """Batched solving for a runner that handles one image at a time (``solver.batch_size``).
 
     When the runner asks for an image that has not been solved yet, that image
@@ -476,33 +529,14 @@ class BatchedRuns:
         load: Callable[[str], tuple[Sample, Callable | None]],
         skip: Callable[[str], bool] = lambda name: False,
     ):
-        self.solver, self.names, self.load, self.skip = solver, list(names), load, skip
-        self._solved: dict[str, tuple[Result, list[LogRecord]]] = {}
+        super().__init__(solver)
+        self.names, self.load, self.skip = list(names), load, skip
 
-    def run(
-        self,
-        sample: Sample,
-        seed: int = 0,
-        on_log: Callable[[LogRecord], None] | None = None,
-        evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
-        seed_mode: str = "seeded",
-    ) -> Result:
-        """As :meth:`Solver.run` (``sample.name`` is one of ``names``; every image gets ``seed``).
-        Only ``seed_mode="seeded"``: the reference's draws are those of one image at a time."""
-        if seed_mode != "seeded":
-            raise SeedModeError(
-                f"seed_mode={seed_mode} runs one image at a time; set solver.batch_size=1"
-            )
+    def _key(self, sample: Sample, seed: int) -> str:
+        return sample.name  # one of ``names``; every image gets ``seed``
+
+    def _solve_group(self, sample: Sample, seed: int, evaluate) -> None:
         name = sample.name
-        if name not in self._solved:
-            self._solve_group(name, sample, seed, evaluate)
-        result, records = self._solved.pop(name)
-        if on_log is not None:
-            for record in records:
-                on_log(record)
-        return result
-
-    def _solve_group(self, name: str, sample: Sample, seed: int, evaluate) -> None:
         group = [(name, sample, evaluate)]
         key = size_key(sample)
         following = self.names[self.names.index(name) + 1 :] if name in self.names else []
@@ -517,18 +551,11 @@ class BatchedRuns:
                 continue
             if size_key(other_sample) == key:
                 group.append((other, other_sample, other_evaluate))
-        records: list[list[LogRecord]] = [[] for _ in group]
-        results = BatchedSolver(self.solver).run(
-            [member[1] for member in group],
-            seed,
-            on_log=lambda index, record: records[index].append(record),
-            evaluate=[member[2] for member in group],
-        )
-        for (member_name, _, _), result, logged in zip(group, results, records, strict=True):
-            self._solved[member_name] = (result, logged)
+        names, samples, evaluates = zip(*group, strict=True)
+        self._keep(names, list(samples), seed, list(evaluates))
 
 
-class SeedBatches:
+class SeedBatches(_GroupedRuns):
     """Batched solving of one image from several seeds (a portfolio arm's candidates).
 
     A solve hook for :class:`~weakdeblur.runtime.pipeline.ImagePipeline`, called once per seed
@@ -543,39 +570,17 @@ class SeedBatches:
         pending: the seeds the caller will ask for, in its order (not the ones it reuses).
     """
 
-    def __init__(self, solver: Solver, pending: Sequence[int]):
-        self.solver, self.pending = solver, list(pending)
-        self._solved: dict[int, tuple[Result, list[LogRecord]]] = {}
+    runs_one = "candidate"
 
-    def run(
-        self,
-        sample: Sample,
-        seed: int = 0,
-        on_log: Callable[[LogRecord], None] | None = None,
-        evaluate: Callable[[torch.Tensor], dict[str, float]] | None = None,
-        seed_mode: str = "seeded",
-    ) -> Result:
-        """As :meth:`Solver.run`; only ``seed_mode="seeded"`` (the reference's draws are those
-        of one run at a time)."""
-        if seed_mode != "seeded":
-            raise SeedModeError(
-                f"seed_mode={seed_mode} runs one candidate at a time; set solver.batch_size=1"
-            )
-        if seed not in self._solved:
-            later = self.pending[self.pending.index(seed) + 1 :] if seed in self.pending else []
-            group = [seed, *[s for s in later if s not in self._solved]]
-            group = group[: self.solver.speed.batch_size]
-            records: list[list[LogRecord]] = [[] for _ in group]
-            results = BatchedSolver(self.solver).run(
-                [sample] * len(group),
-                group,
-                on_log=lambda index, record: records[index].append(record),
-                evaluate=[evaluate] * len(group),
-            )
-            for member, result, logged in zip(group, results, records, strict=True):
-                self._solved[member] = (result, logged)
-        result, logged = self._solved.pop(seed)
-        if on_log is not None:
-            for record in logged:
-                on_log(record)
-        return replace(result, name=sample.name)
+    def __init__(self, solver: Solver, pending: Sequence[int]):
+        super().__init__(solver)
+        self.pending = list(pending)
+
+    def _key(self, sample: Sample, seed: int) -> int:
+        return seed
+
+    def _solve_group(self, sample: Sample, seed: int, evaluate) -> None:
+        later = self.pending[self.pending.index(seed) + 1 :] if seed in self.pending else []
+        group = [seed, *[s for s in later if s not in self._solved]]
+        group = group[: self.solver.speed.batch_size]
+        self._keep(group, [sample] * len(group), group, [evaluate] * len(group))

@@ -185,8 +185,8 @@ class Portfolio:
                 shutil.move(str(old), str(target / old.name))
 
     def stored(self, arm: Arm, seed: int, sample: Sample):
-        """A candidate's name, folder and settings fingerprint, and its finished record and
-        result when it can be reused (else ``None, None``)."""
+        """A candidate's name, folder and settings fingerprint, and its finished record when it
+        finished with these settings (else ``None``; its tensors are not read here)."""
         name = f"{sample.name}/{CANDIDATES_DIR}/{arm.name}-seed{seed}"
         folder = self.output_dir / name
         settings: dict[str, Any] = {"arm": arm.fingerprint, "seed": seed}
@@ -199,8 +199,7 @@ class Portfolio:
             ]
         key = fingerprint(settings)
         done = completed_record(folder, key, quiet=True) if self.resume else None
-        result = load_candidate(folder, name, done) if done is not None else None
-        return name, folder, key, (done, result) if result is not None else (None, None)
+        return name, folder, key, done
 
     def batches(self, arm: Arm, sample: Sample):
         """With ``solver.batch_size`` > 1, the solve hook that fits the arm's seeds still to
@@ -209,14 +208,15 @@ class Portfolio:
         solver = arm.pipeline.solver
         if solver.speed.batch_size <= 1 or self.prunes(arm):
             return None
-        pending = [s for s in self.seeds if self.stored(arm, s, sample)[3][0] is None]
+        pending = [s for s in self.seeds if self.stored(arm, s, sample)[3] is None]
         return SeedBatches(solver, pending).run if len(pending) > 1 else None
 
     def run_candidate(self, arm: Arm, seed: int, sample: Sample, base: dict) -> Outcome | None:
         """One candidate, reused from its folder when it finished with the same settings."""
         label = f"{arm.name}-seed{seed}"
-        name, folder, key, (done, result) = self.stored(arm, seed, sample)
-        if done is not None:
+        name, folder, key, done = self.stored(arm, seed, sample)
+        result = load_candidate(folder, name, done) if done is not None else None
+        if result is not None:
             log.info("%s: candidate %s complete, reused", sample.name, label)
             record = {**done, "resumed": True}
             if self.pruning is not None:

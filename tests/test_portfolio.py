@@ -574,3 +574,53 @@ def test_preferring_g_s_estimate_needs_it_to_exist(overrides, message):
         fine.append("portfolio.supervisor_candidate=true")
         cfg = compose(config_name="config", overrides=fine)
         assert set(compose_arms(cfg, fine, "config")) == {"selfdeblur", "weak_rec_es"}
+
+
+def test_selection_by_seed_pairs_each_draw_with_the_baseline_of_that_seed(capsys):
+    """A portfolio of 2 seeds per arm is 2 draws of the one-seed portfolio (each with g's x̄),
+    paired with SelfDeblur on the same image and seed; --arms keeps the seeds-only portfolio."""
+    selection = run_path(str(PROJECT / "experiments/arbiter/selection.py"))
+
+    def candidate(arm, seed, psnr):
+        name = f"{arm}-seed{seed}" if seed is not None else arm
+        return {"name": name, "arm": arm, "seed": seed, "psnr": psnr}
+
+    images = {
+        "a": [
+            candidate("selfdeblur", 0, 20.0),
+            candidate("selfdeblur", 1, 24.0),
+            candidate("weak", 0, 25.0),
+            candidate("weak", 1, 21.0),
+            candidate("xbar-weak", None, 22.0),
+        ],
+        "b": [candidate("selfdeblur", 0, 30.0), candidate("weak", 0, 28.0)],
+    }
+    draws = selection["selections"](images, by_seed=True)
+    assert [(label, image, seed) for label, image, seed, _ in draws] == [
+        ("a/seed0", "a", 0),
+        ("a/seed1", "a", 1),
+        ("b/seed0", "b", 0),
+    ]
+    assert [c["name"] for c in draws[1][3]] == ["selfdeblur-seed1", "weak-seed1", "xbar-weak"]
+    seeds_only = selection["selections"](images, arms=["selfdeblur"])
+    assert [(label, [c["psnr"] for c in chosen]) for label, _, _, chosen in seeds_only] == [
+        ("a", [20.0, 24.0])  # b has one SelfDeblur seed: nothing to choose among
+    ]
+    rows = [
+        {
+            "image": image,
+            "seed": seed,
+            "arms": [c["arm"] for c in chosen],
+            "psnr": [c["psnr"] for c in chosen],
+        }
+        for _, image, seed, chosen in draws
+    ]
+    # always the supervised run: a gains +5 on seed 0 and loses 3 on seed 1 (mean +1), b loses 2
+    found = selection["against_baseline"](rows, {"always weak": [25.0, 21.0, 28.0]}, "selfdeblur")
+    result = found["always weak"]
+    assert result["difference"] == pytest.approx((1.0 - 2.0) / 2)
+    assert (result["wins"], result["losses"], result["draws"]) == (1, 1, 3)
+    assert (result["draw_wins"], result["draw_losses"]) == (1, 2)
+    # worst image mean below its SelfDeblur seed median: b, 28 against 30
+    assert result["worst_below_median"] == pytest.approx(-2.0)
+    assert "2 images, 3 draws" in capsys.readouterr().out

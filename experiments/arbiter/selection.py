@@ -9,7 +9,9 @@ candidate (``candidate.pt``, its exact tensors, and ``metrics.json`` with its PS
 estimate (x̄, k̄) is one more candidate, scored from the image's ``metrics.json``. Otherwise each
 RUN_FOLDER is one candidate per image (for example one folder per seed or per arm): image
 folders with ``metrics.json`` (``psnr``), ``x.png``, ``k.pt`` and ``blurry.png``; images found in
-two or more folders are scored.
+two or more folders are scored. ``--arms`` keeps some arms' candidates only (``--arms
+selfdeblur``: the portfolio of SelfDeblur seeds alone); ``--by-seed`` makes one choice per
+image and seed (that seed's candidates and g's x̄), paired with the baseline on the same seed.
 
 Per image, every criterion of weakdeblur.arbiter.CRITERIA, and every combination shipped in
 conf/arbiter/, scores every candidate (lower is better) and "picks" its lowest; the ground truth
@@ -56,6 +58,7 @@ def load_runs(folders: list[Path]) -> dict[str, list[dict]]:
                     "name": folder.name,
                     "group": folder.name,
                     "arm": folder.name,
+                    "seed": None,
                     "psnr": float(metrics["psnr"]),
                     "x": _grey(image / "x.png"),
                     "y": _grey(image / "blurry.png"),
@@ -85,6 +88,7 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
                     "name": folder.name,
                     "group": entry["group"],
                     "arm": entry["arm"],
+                    "seed": entry.get("seed"),
                     "psnr": entry["psnr"],
                     "x": stored["image"].double(),
                     "y": y,
@@ -99,6 +103,7 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
                             "name": label,
                             "group": listed[label]["group"],
                             "arm": label,
+                            "seed": None,  # g's estimate: the same in every draw
                             "psnr": listed[label]["psnr"],
                             "x": stored["supervised"].double(),
                             "y": y,
@@ -140,37 +145,75 @@ def arbiters(excess_grid: list[float] = ()) -> dict[str, Arbiter]:
     return chosen
 
 
-def against_baseline(rows, images, picked: dict[str, list[float]], baseline: str) -> dict:
-    """Each choice's pick against the ``baseline`` arm's seed mean on the same image: the
-    paired difference with a bootstrap 95 % interval over images (weakdeblur.paired), wins and
-    losses, and the worst shortfall below the arm's seed median."""
-    reference = {}
+def selections(
+    images: dict[str, list[dict]], arms: list[str] | None = None, by_seed: bool = False
+) -> list[tuple[str, str, int, list[dict]]]:
+    """What each choice is made among: ``(label, image, seed, candidates)``.
+
+    By default one selection per image among all its candidates (seed 0 stands for "all
+    seeds"). ``arms``: only the candidates of these arms (``[selfdeblur]``: the portfolio of
+    SelfDeblur seeds alone, no g). ``by_seed``: one selection per image and seed, among that
+    seed's candidates and the seedless ones (g's x̄), so that a portfolio of S seeds per arm
+    gives S draws of the one-seed portfolio, paired with the baseline on the same seed."""
+    chosen = []
+    for image, candidates in sorted(images.items()):
+        kept = [c for c in candidates if arms is None or c["arm"] in arms]
+        seeds = sorted({c["seed"] for c in kept if c["seed"] is not None})
+        if by_seed and seeds:
+            for seed in seeds:
+                draw = [c for c in kept if c["seed"] in (seed, None)]
+                chosen.append((f"{image}/seed{seed}", image, seed, draw))
+        else:
+            chosen.append((image, image, 0, kept))
+    return [entry for entry in chosen if len(entry[3]) > 1]
+
+
+def against_baseline(rows, picked: dict[str, list[float]], baseline: str) -> dict:
+    """Each choice's pick against the ``baseline`` arm on the same image and seed, paired by
+    weakdeblur.paired (per image the mean over its draws; a selection among several seeds of
+    the baseline counts against their mean): the difference with a bootstrap 95 % interval
+    over images, wins and losses, and the worst shortfall of an image's mean pick below the
+    median of its baseline seeds."""
+    reference: dict[tuple[str, int], float] = {}
+    seeds_of: dict[str, list[float]] = {}
     for row in rows:
-        psnrs = [c["psnr"] for c in images[row["image"]] if c["arm"] == baseline]
+        psnrs = [p for p, arm in zip(row["psnr"], row["arms"], strict=True) if arm == baseline]
         if psnrs:
-            reference[row["image"]] = (statistics.fmean(psnrs), statistics.median(psnrs))
+            reference[row["image"], row["seed"]] = statistics.fmean(psnrs)
+            seeds_of.setdefault(row["image"], []).extend(psnrs)
     if not reference:
-        arms = sorted({c["arm"] for row in rows for c in images[row["image"]]})
+        arms = sorted({arm for row in rows for arm in row["arms"]})
         print(f"\nno candidate of arm {baseline!r} (arms: {', '.join(arms)}): no paired comparison")
         return {}
-    if len(reference) < 2:
+    if len(seeds_of) < 2:
         print(f"\none image with a {baseline} candidate: the paired comparison needs two or more")
         return {}
-    print(f"\npaired against the {baseline} seed mean per image ({len(reference)} images):")
+    draws = len(reference)
+    print(
+        f"\npaired against {baseline} on the same image and seed "
+        f"({len(seeds_of)} images, {draws} draws):"
+    )
     print(f"{'choice':<34} {'mean diff':>10} {'95% interval':>18} {'won/lost':>9} {'worst':>7}")
     found = {}
     for key, values in picked.items():
-        picks = {row["image"]: psnr for row, psnr in zip(rows, values, strict=True)}
-        base = {(image, 0): mean for image, (mean, _) in reference.items()}
-        chosen = {(image, 0): picks[image] for image in reference}
-        result = compare(base, chosen, names=(baseline, key))
-        worst = min(picks[image] - median for image, (_, median) in reference.items())
+        chosen = {
+            (row["image"], row["seed"]): psnr
+            for row, psnr in zip(rows, values, strict=True)
+            if (row["image"], row["seed"]) in reference
+        }
+        result = compare(reference, chosen, names=(baseline, key))
+        worst = min(
+            item.candidate - statistics.median(seeds_of[item.image]) for item in result.images
+        )
         low, high = result.interval
         found[key] = {
             "difference": result.difference,
             "interval": [low, high],
             "wins": result.wins,
             "losses": result.losses,
+            "draws": result.draws,
+            "draw_wins": result.draw_wins,
+            "draw_losses": result.draw_losses,
             "worst_below_median": worst,
         }
         interval = f"[{low:+.2f}, {high:+.2f}]"
@@ -201,6 +244,18 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated excess gates (σ̂² above the best fit) to try in place of the "
         "discrepancy preset's absolute gate, e.g. 0.5,1,2,4 (calibration on data=shake only)",
     )
+    parser.add_argument(
+        "--arms",
+        type=lambda text: text.split(","),
+        help="comma-separated arms: choose among these arms' candidates only (selfdeblur: the "
+        "portfolio of SelfDeblur seeds alone)",
+    )
+    parser.add_argument(
+        "--by-seed",
+        action="store_true",
+        help="one choice per image and seed, among that seed's candidates and g's x̄, paired "
+        "with the baseline on the same seed (a portfolio of S seeds gives S one-seed draws)",
+    )
     arguments = parser.parse_args(argv)
     for folder in [*arguments.runs, *([arguments.portfolio] if arguments.portfolio else [])]:
         if not folder.is_dir():
@@ -208,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     images = load_portfolio(arguments.portfolio) if arguments.portfolio else {}
     if arguments.runs:
         images.update(load_runs(arguments.runs))
-    if not images:
+    chosen_among = selections(images, arguments.arms, arguments.by_seed)
+    if not chosen_among:
         print("no image has two or more finished candidates")
         return 2
     choices = arbiters(arguments.excess_grid)
@@ -216,11 +272,18 @@ def main(argv: list[str] | None = None) -> int:
     per_arbiter: dict[str, dict[str, list]] = {}
     fixed: dict[str, list[float]] = {}
     rows = []
-    for name, candidates in sorted(images.items()):
+    for name, image, seed, candidates in chosen_among:
         psnrs = [c["psnr"] for c in candidates]
         best = max(psnrs)
         picks = [Candidate(c["name"], c["group"], c["x"], c["k"], c["arm"]) for c in candidates]
-        row = {"image": name, "candidates": [c["name"] for c in candidates], "psnr": psnrs}
+        row = {
+            "selection": name,
+            "image": image,
+            "seed": seed,
+            "candidates": [c["name"] for c in candidates],
+            "arms": [c["arm"] for c in candidates],
+            "psnr": psnrs,
+        }
         scores = every_criterion.scores(candidates[0]["y"], picks)  # each criterion once
         for label, arbiter in choices.items():
             choice = arbiter.decide({key: scores[key] for key in arbiter.needs}, picks)
@@ -232,8 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             if rho is not None:
                 entry["rho"].append(rho)
             row[label] = total
-        for c in candidates:
-            fixed.setdefault(c["name"], []).append(c["psnr"])
+        for c in candidates:  # per draw an arm has one candidate: "always that arm"
+            fixed.setdefault(c["arm"] if arguments.by_seed else c["name"], []).append(c["psnr"])
         rows.append(row)
         if arguments.per_image:
             ratios = scores["residual_to_noise"]
@@ -246,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
             )
     mean_candidate = statistics.fmean(statistics.fmean(r["psnr"]) for r in rows)
     ceiling = statistics.fmean(max(r["psnr"]) for r in rows)
-    print(f"{len(rows)} images, candidates: {rows[0]['candidates']}")
+    sources = len({row["image"] for row in rows})
+    print(f"{len(rows)} selections on {sources} images, candidates: {rows[0]['candidates']}")
     print(f"mean candidate {mean_candidate:.2f} dB, best per image (ceiling) {ceiling:.2f} dB")
     print(f"{'choice':<34} {'accuracy':>9} {'picked dB':>10} {'rank corr':>10}")
     summary = {}
@@ -265,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, values in always.items():
         print(f"{label:<34} {'':>9} {statistics.fmean(values):10.2f}")
     picked = {key: entry["picked"] for key, entry in per_arbiter.items()}
-    summary["paired"] = against_baseline(rows, images, {**picked, **always}, arguments.baseline)
+    summary["paired"] = against_baseline(rows, {**picked, **always}, arguments.baseline)
     if arguments.json:
         arguments.json.write_text(
             json.dumps(

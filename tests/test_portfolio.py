@@ -349,7 +349,7 @@ def test_pruning_refuses_a_criterion_that_compares_candidates():
         )
         with pytest.raises(PreflightError, match="kernel_disagreement compares candidates"):
             check_settings(cfg)
-        for bad in ("portfolio.prune_at=[1.5]", "portfolio.keep=1.0"):
+        for bad in ("portfolio.prune_at=[1.5]", "portfolio.keep=1.5"):
             cfg = compose(config_name="config", overrides=["+exp=portfolio", bad])
             with pytest.raises(PreflightError, match="portfolio"):
                 check_settings(cfg)
@@ -624,3 +624,70 @@ def test_selection_by_seed_pairs_each_draw_with_the_baseline_of_that_seed(capsys
     # worst image mean below its SelfDeblur seed median: b, 28 against 30
     assert result["worst_below_median"] == pytest.approx(-2.0)
     assert "2 images, 3 draws" in capsys.readouterr().out
+
+
+def test_pruning_replayed_from_a_run_that_pruned_nothing_equals_the_pruned_run(tmp_path: Path):
+    """keep = 1 scores the rungs and prunes nothing; experiments/portfolio/pruning.py replays
+    any keep from those scores, and must find what a run with that keep does."""
+    replay = run_path(str(PROJECT / "experiments/portfolio/pruning.py"))["replay"]
+    sample = synthetic_sample()
+    arbiter = Arbiter({"cross_validated_fit": 1.0})
+
+    def run(folder: Path, keep: float) -> dict:
+        portfolio = Portfolio(
+            [arm("selfdeblur", folder)],
+            [0, 1, 2, 3, 4],
+            arbiter,
+            folder,
+            NullTracker(),
+            pruning=Pruning([0.5], keep=keep),
+        )
+        record = portfolio.run(sample, {"name": sample.name})
+        (folder / sample.name / "metrics.json").write_text(json.dumps(record))
+        return record
+
+    scored = run(tmp_path / "scored", 1.0)
+    assert all("pruned_at" not in c for c in scored["portfolio"]["candidates"])
+    assert scored["iterations"] == 5 * 4
+    pruned = run(tmp_path / "pruned", 0.5)
+    expected = {
+        c["name"]: c["pruned_at"] for c in pruned["portfolio"]["candidates"] if "pruned_at" in c
+    }
+    assert 0 < len(expected) < 5
+    totals, (image,) = replay(tmp_path / "scored", arbiter, [0.5], 0.5, 4)
+    assert image["pruned"] == expected
+    assert image["chosen"] == pruned["portfolio"]["chosen"]
+    assert image["chosen_without_pruning"] == scored["portfolio"]["chosen"]
+    assert image["iterations"] == pruned["iterations"] and image["iterations_without_pruning"] == 20
+    assert totals["saved"] == pytest.approx(1 - pruned["iterations"] / 20)
+    unchanged, (same,) = replay(tmp_path / "scored", arbiter, [0.5], 1.0, 4)
+    assert same["pruned"] == {} and unchanged["saved"] == 0
+    with pytest.raises(ValueError, match="replay needs portfolio.keep=1"):
+        replay(tmp_path / "pruned", arbiter, [0.5], 0.5, 4)
+
+
+def test_pruning_replay_on_the_command_line(tmp_path: Path, capsys):
+    out = tmp_path / "out"
+    done = run_cli(
+        "+exp=portfolio",
+        "arbiter=cross_validated",
+        "portfolio.arms=[selfdeblur]",
+        "portfolio.seeds=3",
+        "portfolio.prune_at=[0.5]",
+        "portfolio.keep=1",
+        "data.crop=48",
+        *TINY,
+        f"hydra.run.dir={out}",
+        "threads=1",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    main = run_path(str(PROJECT / "experiments/portfolio/pruning.py"))["main"]
+    figures = tmp_path / "pruning.json"
+    assert main([str(out), "--keep", "0.5,1", "--json", str(figures)]) == 0
+    half, every = json.loads(figures.read_text())
+    assert every["totals"]["saved"] == 0 and every["totals"]["iterations"] == 3 * 4
+    assert half["totals"]["iterations"] == 12 - 2 * half["totals"]["pruned"]  # pruned at 2 of 4
+    assert "rungs at [0.5] of 4 iterations" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # a run that pruned nothing is needed
+        main([str(tmp_path)])

@@ -139,14 +139,21 @@ class Pruning:
             rung = rungs.index(check.iteration)
             mine = arbiter.scores(blurry, [Candidate("", "", check.image, check.kernel)])
             mine = {name: values[0] for name, values in mine.items()}
-            everyone = [*self.population.get(rung, []), mine]
-            total = arbiter.combine({name: [s[name] for s in everyone] for name in mine})
-            better = sum(value < total[-1] for value in total[:-1])
-            self.population.setdefault(rung, []).append(mine)
             scored[str(rung)] = mine
-            return better >= max(1, math.ceil(self.keep * len(everyone)))
+            return self.gives_up(arbiter, rung, mine)
 
         return judge
+
+    def gives_up(self, arbiter: Arbiter, rung: int, mine: dict[str, float]) -> bool:
+        """Whether a candidate with the criterion scores ``mine`` at rung ``rung`` falls outside
+        the best ``keep`` of the candidates scored there so far (itself included, and it joins
+        them either way). With ``keep`` = 1 nothing is given up: the rung scores are recorded,
+        and experiments/portfolio/pruning.py replays any ``keep`` from them."""
+        everyone = [*self.population.get(rung, []), mine]
+        total = arbiter.combine({name: [s[name] for s in everyone] for name in mine})
+        better = sum(value < total[-1] for value in total[:-1])
+        self.population.setdefault(rung, []).append(mine)
+        return better >= max(1, math.ceil(self.keep * len(everyone)))
 
     def remember(self, scored: dict) -> None:
         """A reused candidate's rung scores join the population."""

@@ -219,7 +219,11 @@ VALUE_RULES: list[Rule] = [
         lambda v: _number(v) and 0 < v < 1,
         "a fraction of the budget in (0, 1)",
     ),
-    ("portfolio.keep", lambda v: _number(v) and 0 < v < 1, "a fraction in (0, 1)"),
+    (
+        "portfolio.keep",
+        lambda v: _number(v) and 0 < v <= 1,
+        "a fraction in (0, 1] (1: score the candidates at the rungs, give none up)",
+    ),
     ("metrics.max_shift", lambda v: _number(v) and v >= 0, "a number >= 0"),
 ]
 

@@ -1,0 +1,185 @@
+"""What pruning saves and what it costs, replayed from one portfolio run that pruned nothing.
+
+    python experiments/portfolio/pruning.py RUN [--keep 0.5,0.34] [--json out.json]
+
+RUN is a ``+exp=portfolio`` run made with ``portfolio.prune_at=[...]`` and
+``portfolio.keep=1``: every candidate is scored at the rungs (its ``rung_scores``) and runs to
+the end. Because a candidate's trajectory up to a rung does not depend on the pruning (only
+the decision there does), successive halving with any other ``keep`` is replayed exactly from
+those scores, in the order the candidates ran (weakdeblur.runtime.portfolio.Pruning's own
+rule): which candidates it would give up and where, the iterations and seconds left, and the
+arbiter's choice among the survivors (from the stored final scores), against the choice among
+all. Where the ground truth is known, the PSNR of both choices is compared per image, paired
+(weakdeblur.paired). Nothing is run. Calibrate the schedule on data=shake, never on Levin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from pathlib import Path
+
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from weakdeblur.arbiter import DEFAULT_CRITERIA, Arbiter, Candidate
+from weakdeblur.paired import compare
+from weakdeblur.runtime.portfolio import CANDIDATES_DIR, Pruning
+from weakdeblur.runtime.tracking import METRICS_FILE
+
+
+def finished_images(root: Path) -> list[tuple[str, dict]]:
+    """The portfolio records of the images of ``root`` that finished."""
+    found = []
+    for folder in sorted(p for p in root.iterdir() if (p / METRICS_FILE).is_file()):
+        record = json.loads((folder / METRICS_FILE).read_text())
+        if record.get("status") == "ok" and "portfolio" in record:
+            found.append((folder.name, record))
+    return found
+
+
+def replay_image(
+    folder: Path, record: dict, arbiter: Arbiter, fractions: list[float], keep: float, budget: int
+) -> dict:
+    """One image's portfolio under successive halving with ``keep``, from its rung scores."""
+    listed = record["portfolio"]["candidates"]
+    if any("pruned_at" in entry for entry in listed):
+        raise ValueError(f"{folder.name}: a candidate was pruned; replay needs portfolio.keep=1")
+    pruning = Pruning(fractions, keep)
+    rungs = pruning.rungs(budget)
+    survivors, iterations, seconds, pruned = [], 0, 0.0, {}
+    for entry in listed:
+        stored = folder / CANDIDATES_DIR / entry["name"] / METRICS_FILE
+        rung_scores = (
+            json.loads(stored.read_text()).get("rung_scores", {}) if stored.is_file() else {}
+        )
+        stop = None
+        for rung in sorted(rung_scores, key=int):
+            if pruning.gives_up(arbiter, int(rung), rung_scores[rung]):
+                stop = rungs[int(rung)]
+                break
+        ran = int(entry.get("iterations") or 0)
+        spent = float(entry.get("seconds") or 0.0)
+        if stop is None:
+            survivors.append(entry)
+            iterations, seconds = iterations + ran, seconds + spent
+        else:
+            pruned[entry["name"]] = stop
+            iterations += stop
+            seconds += spent * stop / ran if ran else 0.0
+    every = sum(int(e.get("iterations") or 0) for e in listed)
+
+    def choice(entries: list[dict]) -> dict:
+        picks = [Candidate(e["name"], e["group"], None, None, e["arm"]) for e in entries]
+        scores = {name: [e["scores"][name] for e in entries] for name in arbiter.needs}
+        return entries[arbiter.decide(scores, picks).index]
+
+    full, kept = choice(listed), choice(survivors)
+    return {
+        "image": folder.name,
+        "pruned": pruned,
+        "iterations": iterations,
+        "iterations_without_pruning": every,
+        "seconds": seconds,
+        "seconds_without_pruning": sum(float(e.get("seconds") or 0.0) for e in listed),
+        "chosen": kept["name"],
+        "chosen_without_pruning": full["name"],
+        **(
+            {"psnr": kept["psnr"], "psnr_without_pruning": full["psnr"]}
+            if "psnr" in kept and "psnr" in full
+            else {}
+        ),
+        "best_pruned": any(
+            e["name"] in pruned and e.get("psnr", -1) >= max(c.get("psnr", -1) for c in listed)
+            for e in listed
+        ),
+    }
+
+
+def replay(root: Path, arbiter: Arbiter, fractions: list[float], keep: float, budget: int):
+    """Every finished image of ``root`` replayed with ``keep``, and the totals."""
+    images = [
+        replay_image(root / name, record, arbiter, fractions, keep, budget)
+        for name, record in finished_images(root)
+    ]
+    if not images:
+        raise ValueError(f"no finished portfolio image in {root}")
+    totals = {
+        "keep": keep,
+        "images": len(images),
+        "pruned": sum(len(i["pruned"]) for i in images),
+        "iterations": sum(i["iterations"] for i in images),
+        "iterations_without_pruning": sum(i["iterations_without_pruning"] for i in images),
+        "per_image_in_budgets": statistics.fmean(i["iterations"] for i in images) / budget,
+        "changed_choices": sum(i["chosen"] != i["chosen_without_pruning"] for i in images),
+        "best_pruned": sum(i["best_pruned"] for i in images),
+    }
+    totals["saved"] = 1 - totals["iterations"] / totals["iterations_without_pruning"]
+    if all("psnr" in i for i in images) and len(images) > 1:
+        paired = compare(
+            {(i["image"], 0): i["psnr_without_pruning"] for i in images},
+            {(i["image"], 0): i["psnr"] for i in images},
+            names=("without pruning", f"keep={keep:g}"),
+        )
+        totals["psnr"] = paired.candidate
+        totals["psnr_without_pruning"] = paired.baseline
+        totals["difference"] = paired.difference
+        totals["interval"] = list(paired.interval)
+    return totals, images
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="a +exp=portfolio run with portfolio.keep=1")
+    parser.add_argument(
+        "--keep",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=[0.5],
+        help="comma-separated fractions to replay (default 0.5)",
+    )
+    parser.add_argument("--json", type=Path, help="write the figures here too")
+    arguments = parser.parse_args(argv)
+    config_file = arguments.run / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        parser.error(f"not a weakdeblur.run folder (no .hydra/config.yaml): {arguments.run}")
+    cfg = OmegaConf.load(config_file)
+    fractions = list(cfg.portfolio.get("prune_at") or [])
+    if not fractions or cfg.portfolio.get("keep") != 1:
+        parser.error(
+            "the run must score the rungs and prune nothing: portfolio.prune_at=[...] "
+            "portfolio.keep=1"
+        )
+    arbiter = (  # as weakdeblur.run builds it
+        instantiate(cfg.arbiter, _convert_="all")
+        if cfg.get("arbiter")
+        else Arbiter(DEFAULT_CRITERIA)
+    )
+    budget = int(cfg.optim.iterations)
+    found = []
+    print(f"{arguments.run}: rungs at {fractions} of {budget} iterations")
+    print(
+        f"{'keep':>5} {'images':>6} {'pruned':>6} {'saved':>6} {'budgets':>8} "
+        f"{'changed':>7} {'PSNR':>6} {'paired diff':>11} {'95% interval':>16}"
+    )
+    for keep in arguments.keep:
+        try:
+            totals, images = replay(arguments.run, arbiter, fractions, keep, budget)
+        except ValueError as error:
+            parser.error(str(error))
+        found.append({"totals": totals, "images": images})
+        psnr = f"{totals['psnr']:6.2f}" if "psnr" in totals else f"{'-':>6}"
+        difference = f"{totals['difference']:+11.2f}" if "difference" in totals else f"{'-':>11}"
+        interval = "[{:+.2f}, {:+.2f}]".format(*totals["interval"]) if "interval" in totals else "-"
+        print(
+            f"{keep:5g} {totals['images']:6d} {totals['pruned']:6d} {totals['saved']:6.0%} "
+            f"{totals['per_image_in_budgets']:8.2f} {totals['changed_choices']:7d} {psnr} "
+            f"{difference} {interval:>16}"
+        )
+    if arguments.json:
+        arguments.json.write_text(json.dumps(found, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

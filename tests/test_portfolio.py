@@ -427,6 +427,18 @@ def test_portfolio_preset_on_the_demo(tmp_path: Path, capsys):
     assert open_gate in [p for n, p in zip(names, psnrs, strict=True) if "weak_rec_es" in n]
     per_image = capsys.readouterr().out
     assert f"{names[0]} {psnrs[0]:.2f} dB (residual" in per_image and "σ̂², +0.00)" in per_image
+    # a user's slips end in one line naming the fix, before any scoring
+    for argv, message in [
+        ([], "give a portfolio run (--portfolio RUN)"),
+        ([str(out)], f"is a portfolio run: give it as --portfolio {out}"),
+        (["--portfolio", str(image)], "is one image's folder; give its run folder"),
+        (["--portfolio", str(out), "--arms", "nope"], "no candidate of arm 'nope'"),
+        (["--portfolio", str(out), "--baseline", "nope"], "arms: selfdeblur, weak_rec_es"),
+        (["--portfolio", str(out), "--excess-grid", "x"], "comma-separated numbers"),
+    ]:
+        with pytest.raises(SystemExit) as stopped:
+            selection["main"](argv)
+        assert stopped.value.code == 2 and message in capsys.readouterr().err, argv
 
 
 @pytest.mark.parametrize(
@@ -456,6 +468,7 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, overrid
         ("+arbiter.criteria.sharpness=1.0", "unknown criterion 'sharpness'"),
         ("portfolio.prune_at=0.5", "portfolio.prune_at: a list of fractions"),
         ("portfolio.prune_at=[0.6,0.3]", "portfolio.prune_at: increasing fractions"),
+        ("portfolio.keep=1", "portfolio.keep=1 scores the candidates at the rungs"),
         ("portfolio.supervisor_candidate=no", "portfolio.supervisor_candidate: true or false"),
         ("arbiter.prefer=[nope]", "arbiter.prefer: unknown arm 'nope'; choose from"),
         ("arbiter.prefer=weak_rec_es", "arbiter.prefer: a list of arms"),
@@ -689,5 +702,10 @@ def test_pruning_replay_on_the_command_line(tmp_path: Path, capsys):
     assert every["totals"]["saved"] == 0 and every["totals"]["iterations"] == 3 * 4
     assert half["totals"]["iterations"] == 12 - 2 * half["totals"]["pruned"]  # pruned at 2 of 4
     assert "rungs at [0.5] of 4 iterations" in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # a run that pruned nothing is needed
-        main([str(tmp_path)])
+    for argv, message in [
+        ([str(tmp_path)], "not a weakdeblur.run folder"),
+        ([str(out), "--keep", "0"], "fractions in (0, 1]"),
+    ]:
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert message in capsys.readouterr().err

@@ -115,6 +115,50 @@ def load_portfolio(root: Path) -> dict[str, list[dict]]:
     return found
 
 
+def numbers(text: str) -> list[float]:
+    """A comma-separated list of numbers (argparse type)."""
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        message = f"comma-separated numbers, e.g. 0.5,1,2; got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated list of names (argparse type)."""
+    found = [name.strip() for name in text.split(",")]
+    if not all(found):
+        raise argparse.ArgumentTypeError(f"comma-separated names, e.g. selfdeblur; got {text!r}")
+    return found
+
+
+def _portfolio_images(folder: Path) -> bool:
+    """Whether ``folder`` holds images of a portfolio run (their ``metrics.json`` says so)."""
+    for metrics in folder.glob("*/metrics.json"):
+        try:
+            if "portfolio" in json.loads(metrics.read_text()):
+                return True
+        except (OSError, json.JSONDecodeError):
+            continue
+    return False
+
+
+def check_folders(parser: argparse.ArgumentParser, runs: list[Path], portfolio: Path | None):
+    """One clear message for a folder that is not what its option takes."""
+    if not runs and portfolio is None:
+        parser.error("give a portfolio run (--portfolio RUN) or two or more run folders")
+    for folder in [*runs, *([portfolio] if portfolio else [])]:
+        if not folder.is_dir():
+            parser.error(f"not a run folder: {folder}")
+        if (folder / "metrics.json").is_file():
+            parser.error(f"{folder} is one image's folder; give its run folder: {folder.parent}")
+    for folder in runs:
+        if _portfolio_images(folder):
+            parser.error(f"{folder} is a portfolio run: give it as --portfolio {folder}")
+    if portfolio is not None and not _portfolio_images(portfolio):
+        parser.error(f"{portfolio} holds no finished portfolio image (a +exp=portfolio run)")
+
+
 def spearman(a: list[float], b: list[float]) -> float | None:
     """Spearman's rank correlation (ties share ranks); ``None`` below 3 candidates or when a
     side is constant."""
@@ -188,12 +232,17 @@ def against_baseline(rows, picked: dict[str, list[float]], baseline: str) -> dic
     if len(seeds_of) < 2:
         print(f"\none image with a {baseline} candidate: the paired comparison needs two or more")
         return {}
-    draws = len(reference)
+    pooled = any(row["arms"].count(baseline) > 1 for row in rows)
+    what = "the mean of its seeds in each selection" if pooled else "the same image and seed"
     print(
-        f"\npaired against {baseline} on the same image and seed "
-        f"({len(seeds_of)} images, {draws} draws):"
+        f"\npaired against {baseline}, {what} ({len(seeds_of)} images, {len(reference)} draws); "
+        f"images and draws won/lost; worst: the lowest image mean pick minus the median of its "
+        f"{baseline} seeds"
     )
-    print(f"{'choice':<34} {'mean diff':>10} {'95% interval':>18} {'won/lost':>9} {'worst':>7}")
+    print(
+        f"{'choice':<34} {'mean diff':>10} {'95% interval':>18} {'images':>9} {'draws':>9} "
+        f"{'worst':>7}"
+    )
     found = {}
     for key, values in picked.items():
         chosen = {
@@ -219,18 +268,19 @@ def against_baseline(rows, picked: dict[str, list[float]], baseline: str) -> dic
         interval = f"[{low:+.2f}, {high:+.2f}]"
         print(
             f"{key:<34} {result.difference:+10.2f} {interval:>18} "
-            f"{result.wins:>4}/{result.losses:<4} {worst:+7.2f}"
+            f"{result.wins:>4}/{result.losses:<4} {result.draw_wins:>4}/{result.draw_losses:<4} "
+            f"{worst:+7.2f}"
         )
     return found
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("runs", nargs="*", type=Path, help="run folders, one candidate each")
     parser.add_argument("--portfolio", type=Path, help="a +exp=portfolio run folder")
     parser.add_argument("--json", type=Path, help="write the figures here too")
     parser.add_argument(
-        "--baseline", default="selfdeblur", help="the arm every choice is paired against"
+        "--baseline", help="the arm every choice is paired against (default: selfdeblur)"
     )
     parser.add_argument(
         "--per-image",
@@ -239,14 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--excess-grid",
-        type=lambda text: [float(v) for v in text.split(",")],
+        type=numbers,
         default=[],
         help="comma-separated excess gates (σ̂² above the best fit) to try in place of the "
         "discrepancy preset's absolute gate, e.g. 0.5,1,2,4 (calibration on data=shake only)",
     )
     parser.add_argument(
         "--arms",
-        type=lambda text: text.split(","),
+        type=names,
         help="comma-separated arms: choose among these arms' candidates only (selfdeblur: the "
         "portfolio of SelfDeblur seeds alone)",
     )
@@ -257,16 +307,18 @@ def main(argv: list[str] | None = None) -> int:
         "with the baseline on the same seed (a portfolio of S seeds gives S one-seed draws)",
     )
     arguments = parser.parse_args(argv)
-    for folder in [*arguments.runs, *([arguments.portfolio] if arguments.portfolio else [])]:
-        if not folder.is_dir():
-            parser.error(f"not a run folder: {folder}")
+    check_folders(parser, arguments.runs, arguments.portfolio)
     images = load_portfolio(arguments.portfolio) if arguments.portfolio else {}
     if arguments.runs:
         images.update(load_runs(arguments.runs))
+    present = sorted({c["arm"] for candidates in images.values() for c in candidates})
+    for arm in [*(arguments.arms or []), *([arguments.baseline] if arguments.baseline else [])]:
+        if images and arm not in present:
+            parser.error(f"no candidate of arm {arm!r} in these runs; arms: {', '.join(present)}")
     chosen_among = selections(images, arguments.arms, arguments.by_seed)
     if not chosen_among:
-        print("no image has two or more finished candidates")
-        return 2
+        why = " (--by-seed: one candidate per arm and seed, and g's x̄)" if arguments.by_seed else ""
+        parser.error(f"no image has two or more finished candidates to choose among{why}")
     choices = arbiters(arguments.excess_grid)
     every_criterion = Arbiter(dict.fromkeys(CRITERIA, 1.0))
     per_arbiter: dict[str, dict[str, list]] = {}
@@ -291,7 +343,8 @@ def main(argv: list[str] | None = None) -> int:
             entry = per_arbiter.setdefault(label, {"hit": [], "picked": [], "rho": []})
             entry["hit"].append(psnrs[pick] == best)
             entry["picked"].append(psnrs[pick])
-            rho = spearman(total, psnrs)
+            gated = arbiter.discrepancy is not None or arbiter.excess is not None or arbiter.prefer
+            rho = None if gated else spearman(total, psnrs)  # a gated choice is no ranking
             if rho is not None:
                 entry["rho"].append(rho)
             row[label] = total
@@ -310,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     mean_candidate = statistics.fmean(statistics.fmean(r["psnr"]) for r in rows)
     ceiling = statistics.fmean(max(r["psnr"]) for r in rows)
     sources = len({row["image"] for row in rows})
-    print(f"{len(rows)} selections on {sources} images, candidates: {rows[0]['candidates']}")
-    print(f"mean candidate {mean_candidate:.2f} dB, best per image (ceiling) {ceiling:.2f} dB")
+    arms = sorted({arm for row in rows for arm in row["arms"]})
+    print(f"{len(rows)} selections on {sources} images; candidates of the arms {', '.join(arms)}")
+    print(f"mean candidate {mean_candidate:.2f} dB, best per selection (ceiling) {ceiling:.2f} dB")
     print(f"{'choice':<34} {'accuracy':>9} {'picked dB':>10} {'rank corr':>10}")
     summary = {}
     for key, entry in per_arbiter.items():
@@ -329,8 +383,11 @@ def main(argv: list[str] | None = None) -> int:
     for label, values in always.items():
         print(f"{label:<34} {'':>9} {statistics.fmean(values):10.2f}")
     picked = {key: entry["picked"] for key, entry in per_arbiter.items()}
-    summary["paired"] = against_baseline(rows, {**picked, **always}, arguments.baseline)
+    summary["paired"] = against_baseline(
+        rows, {**picked, **always}, arguments.baseline or "selfdeblur"
+    )
     if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
         arguments.json.write_text(
             json.dumps(
                 {

@@ -129,12 +129,24 @@ def replay(root: Path, arbiter: Arbiter, fractions: list[float], keep: float, bu
     return totals, images
 
 
+def keep_values(text: str) -> list[float]:
+    """Comma-separated fractions in (0, 1] (argparse type), as portfolio.keep takes."""
+    try:
+        values = [float(value) for value in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or not all(0 < value <= 1 for value in values):
+        message = f"comma-separated fractions in (0, 1], e.g. 0.34,0.5; got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("run", type=Path, help="a +exp=portfolio run with portfolio.keep=1")
     parser.add_argument(
         "--keep",
-        type=lambda text: [float(v) for v in text.split(",")],
+        type=keep_values,
         default=[0.5],
         help="comma-separated fractions to replay (default 0.5)",
     )
@@ -159,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     found = []
     print(f"{arguments.run}: rungs at {fractions} of {budget} iterations")
     print(
+        "pruned: candidates given up; saved: share of all iterations; budgets: iterations per "
+        "image in budgets of one candidate; changed: images whose choice differs from the "
+        "choice among all; PSNR: mean of the choices; paired diff: against the choice among all"
+    )
+    print(
         f"{'keep':>5} {'images':>6} {'pruned':>6} {'saved':>6} {'budgets':>8} "
         f"{'changed':>7} {'PSNR':>6} {'paired diff':>11} {'95% interval':>16}"
     )
@@ -177,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{difference} {interval:>16}"
         )
     if arguments.json:
+        arguments.json.parent.mkdir(parents=True, exist_ok=True)
         arguments.json.write_text(json.dumps(found, indent=1))
     return 0
 

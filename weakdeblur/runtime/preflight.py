@@ -376,6 +376,11 @@ def check_portfolio(cfg: DictConfig) -> None:
         )
     if list(prune_at) != sorted(set(prune_at)):
         raise PreflightError(f"portfolio.prune_at: increasing fractions; got {list(prune_at)}")
+    if portfolio.get("keep") == 1 and not prune_at:
+        raise PreflightError(
+            "portfolio.keep=1 scores the candidates at the rungs of portfolio.prune_at, "
+            "which is empty: give the rungs, e.g. portfolio.prune_at=[0.3,0.6]"
+        )
     if len(set(arms)) != len(arms):
         raise PreflightError(f"portfolio.arms: an arm is listed twice: {list(arms)}")
     arbiter = cfg.get("arbiter") or {}  # none: the default arbiter

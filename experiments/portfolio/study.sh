@@ -14,6 +14,10 @@
 #   DATA=shake EXTRA="data.noise=0.002 data.seed=200" \
 #   IMAGES="[camera_k13_s200,astronaut_k17_s201,grass_k27_s205,coffee_k19_s202,rocket_k23_s204,brick_k25_s207]" \
 #   ROOT=outputs/portfolio_shake_lownoise bash experiments/portfolio/study.sh
+# SEEDS > 1 also writes selection_by_seed.json (each seed's one-seed portfolio, paired with
+# SelfDeblur on that seed) and selection_seeds_only.json (the SelfDeblur seeds alone, no g). To
+# measure pruning, add EXTRA="portfolio.prune_at=[0.3,0.6] portfolio.keep=1" (rung scores, nothing
+# pruned) and replay: python experiments/portfolio/pruning.py "$ROOT" --keep 0.34,0.5
 # Cost measured on a 2-core AMD EPYC (no AVX-512): 0.71 s/it at one thread for the 128 crop
 # (fp32), so a 1000-iteration candidate is ~12 min of a core.
 set -euo pipefail
@@ -39,3 +43,7 @@ for job in $(seq "$JOBS"); do
 done
 wait || true
 "$PYTHON" experiments/arbiter/selection.py --portfolio "$ROOT" --json "$ROOT/selection.json"
+if [ "$SEEDS" -gt 1 ]; then  # S one-seed draws per image, and the SelfDeblur seeds alone
+    "$PYTHON" experiments/arbiter/selection.py --portfolio "$ROOT" --by-seed --json "$ROOT/selection_by_seed.json"
+    "$PYTHON" experiments/arbiter/selection.py --portfolio "$ROOT" --arms selfdeblur --json "$ROOT/selection_seeds_only.json"
+fi

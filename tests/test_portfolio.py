@@ -625,6 +625,7 @@ def test_selection_by_seed_pairs_each_draw_with_the_baseline_of_that_seed(capsys
             "seed": seed,
             "arms": [c["arm"] for c in chosen],
             "psnr": [c["psnr"] for c in chosen],
+            "reference": [c["psnr"] for c in chosen if c["arm"] == "selfdeblur"],
         }
         for _, image, seed, chosen in draws
     ]
@@ -653,7 +654,7 @@ def test_pruning_replayed_from_a_run_that_pruned_nothing_equals_the_pruned_run(t
             arbiter,
             folder,
             NullTracker(),
-            pruning=Pruning([0.5], keep=keep),
+            pruning=Pruning([0.25, 0.5], keep=keep),  # rungs at 1 and 2 of 4
         )
         record = portfolio.run(sample, {"name": sample.name})
         (folder / sample.name / "metrics.json").write_text(json.dumps(record))
@@ -667,16 +668,21 @@ def test_pruning_replayed_from_a_run_that_pruned_nothing_equals_the_pruned_run(t
         c["name"]: c["pruned_at"] for c in pruned["portfolio"]["candidates"] if "pruned_at" in c
     }
     assert 0 < len(expected) < 5
-    totals, (image,) = replay(tmp_path / "scored", arbiter, [0.5], 0.5, 4)
+    totals, (image,) = replay(tmp_path / "scored", arbiter, [0.25, 0.5], 0.5)
     assert image["pruned"] == expected
     assert image["chosen"] == pruned["portfolio"]["chosen"]
     assert image["chosen_without_pruning"] == scored["portfolio"]["chosen"]
     assert image["iterations"] == pruned["iterations"] and image["iterations_without_pruning"] == 20
     assert totals["saved"] == pytest.approx(1 - pruned["iterations"] / 20)
-    unchanged, (same,) = replay(tmp_path / "scored", arbiter, [0.5], 1.0, 4)
+    listed = {c["name"]: c for c in pruned["portfolio"]["candidates"]}
+    assert totals["psnr"] == pytest.approx(listed[pruned["portfolio"]["chosen"]]["psnr"])
+    every = {c["name"]: c["psnr"] for c in scored["portfolio"]["candidates"]}
+    survivors = [p for name, p in every.items() if name not in expected]
+    assert image["best_pruned"] == (max(survivors) < max(every.values()))
+    unchanged, (same,) = replay(tmp_path / "scored", arbiter, [0.25, 0.5], 1.0)
     assert same["pruned"] == {} and unchanged["saved"] == 0
     with pytest.raises(ValueError, match="replay needs portfolio.keep=1"):
-        replay(tmp_path / "pruned", arbiter, [0.5], 0.5, 4)
+        replay(tmp_path / "pruned", arbiter, [0.25, 0.5], 0.5)
 
 
 def test_pruning_replay_on_the_command_line(tmp_path: Path, capsys):
@@ -697,11 +703,28 @@ def test_pruning_replay_on_the_command_line(tmp_path: Path, capsys):
     assert done.returncode == 0, done.stderr[-2000:]
     main = run_path(str(PROJECT / "experiments/portfolio/pruning.py"))["main"]
     figures = tmp_path / "pruning.json"
-    assert main([str(out), "--keep", "0.5,1", "--json", str(figures)]) == 0
-    half, every = json.loads(figures.read_text())
+    # keep 0.01: a candidate goes on only if no earlier one scored better at the rung
+    assert main([str(out), "--keep", "0.01,1", "--json", str(figures)]) == 0
+    strict, every = json.loads(figures.read_text())
     assert every["totals"]["saved"] == 0 and every["totals"]["iterations"] == 3 * 4
-    assert half["totals"]["iterations"] == 12 - 2 * half["totals"]["pruned"]  # pruned at 2 of 4
-    assert "rungs at [0.5] of 4 iterations" in capsys.readouterr().out
+    ((image, record),) = [
+        (p.name, json.loads((p / "metrics.json").read_text()))
+        for p in out.iterdir()
+        if (p / "metrics.json").is_file()
+    ]
+    rung = [  # the rung scores the run stored, in the order the candidates ran
+        json.loads((out / image / "candidates" / c["name"] / "metrics.json").read_text())[
+            "rung_scores"
+        ]["0"]["cross_validated_fit"]
+        for c in record["portfolio"]["candidates"]
+    ]
+    expected = [j for j in range(1, 3) if min(rung[:j]) < rung[j]]
+    assert strict["totals"]["pruned"] == len(expected)
+    assert strict["totals"]["iterations"] == 12 - 2 * len(expected)  # each pruned at 2 of 4
+    shown = capsys.readouterr().out
+    assert "rungs at [0.5] of each pruned arm's budget" in shown
+    (row,) = [line.split() for line in shown.splitlines() if line.split()[:1] == ["0.01"]]
+    assert row[1:4] == ["1", str(len(expected)), f"{strict['totals']['saved']:.0%}"]
     for argv, message in [
         ([str(tmp_path)], "not a weakdeblur.run folder"),
         ([str(out), "--keep", "0"], "fractions in (0, 1]"),

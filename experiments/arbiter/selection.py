@@ -213,15 +213,16 @@ def selections(
 
 
 def against_baseline(rows, picked: dict[str, list[float]], baseline: str) -> dict:
-    """Each choice's pick against the ``baseline`` arm on the same image and seed, paired by
-    weakdeblur.paired (per image the mean over its draws; a selection among several seeds of
-    the baseline counts against their mean): the difference with a bootstrap 95 % interval
+    """Each choice's pick against the ``baseline`` arm on the same image and seed (each row's
+    ``reference``: the baseline's PSNRs there, whether or not it was among the candidates),
+    paired by weakdeblur.paired (per image the mean over its draws; a selection among several
+    seeds of the baseline counts against their mean): the difference with a bootstrap 95 % interval
     over images, wins and losses, and the worst shortfall of an image's mean pick below the
     median of its baseline seeds."""
     reference: dict[tuple[str, int], float] = {}
     seeds_of: dict[str, list[float]] = {}
     for row in rows:
-        psnrs = [p for p, arm in zip(row["psnr"], row["arms"], strict=True) if arm == baseline]
+        psnrs = row["reference"]
         if psnrs:
             reference[row["image"], row["seed"]] = statistics.fmean(psnrs)
             seeds_of.setdefault(row["image"], []).extend(psnrs)
@@ -232,7 +233,7 @@ def against_baseline(rows, picked: dict[str, list[float]], baseline: str) -> dic
     if len(seeds_of) < 2:
         print(f"\none image with a {baseline} candidate: the paired comparison needs two or more")
         return {}
-    pooled = any(row["arms"].count(baseline) > 1 for row in rows)
+    pooled = any(len(row["reference"]) > 1 for row in rows)
     what = "the mean of its seeds in each selection" if pooled else "the same image and seed"
     print(
         f"\npaired against {baseline}, {what} ({len(seeds_of)} images, {len(reference)} draws); "
@@ -315,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     for arm in [*(arguments.arms or []), *([arguments.baseline] if arguments.baseline else [])]:
         if images and arm not in present:
             parser.error(f"no candidate of arm {arm!r} in these runs; arms: {', '.join(present)}")
+    baseline = arguments.baseline or "selfdeblur"
     chosen_among = selections(images, arguments.arms, arguments.by_seed)
     if not chosen_among:
         why = " (--by-seed: one candidate per arm and seed, and g's x̄)" if arguments.by_seed else ""
@@ -335,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
             "candidates": [c["name"] for c in candidates],
             "arms": [c["arm"] for c in candidates],
             "psnr": psnrs,
+            "reference": [  # the baseline arm on this image (this seed with --by-seed)
+                c["psnr"]
+                for c in images[image]
+                if c["arm"] == baseline and (not arguments.by_seed or c["seed"] in (seed, None))
+            ],
         }
         scores = every_criterion.scores(candidates[0]["y"], picks)  # each criterion once
         for label, arbiter in choices.items():
@@ -383,9 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     for label, values in always.items():
         print(f"{label:<34} {'':>9} {statistics.fmean(values):10.2f}")
     picked = {key: entry["picked"] for key, entry in per_arbiter.items()}
-    summary["paired"] = against_baseline(
-        rows, {**picked, **always}, arguments.baseline or "selfdeblur"
-    )
+    summary["paired"] = against_baseline(rows, {**picked, **always}, baseline)
     if arguments.json:
         arguments.json.parent.mkdir(parents=True, exist_ok=True)
         arguments.json.write_text(

@@ -40,27 +40,39 @@ def finished_images(root: Path) -> list[tuple[str, dict]]:
 
 
 def replay_image(
-    folder: Path, record: dict, arbiter: Arbiter, fractions: list[float], keep: float, budget: int
+    folder: Path, record: dict, arbiter: Arbiter, fractions: list[float], keep: float
 ) -> dict:
-    """One image's portfolio under successive halving with ``keep``, from its rung scores."""
+    """One image's portfolio under successive halving with ``keep``, from its rung scores.
+
+    Each candidate's rungs are fractions of its own arm's budget (its ``metrics.json``'s
+    ``budget``), as in the live run. A candidate that failed is not listed and cannot be
+    replayed; had it reached a rung, its score would have joined the population there."""
     listed = record["portfolio"]["candidates"]
     if any("pruned_at" in entry for entry in listed):
         raise ValueError(f"{folder.name}: a candidate was pruned; replay needs portfolio.keep=1")
     pruning = Pruning(fractions, keep)
-    rungs = pruning.rungs(budget)
-    survivors, iterations, seconds, pruned = [], 0, 0.0, {}
+    survivors, pruned, iterations, seconds, budgets = [], {}, 0, 0.0, []
     for entry in listed:
-        stored = folder / CANDIDATES_DIR / entry["name"] / METRICS_FILE
-        rung_scores = (
-            json.loads(stored.read_text()).get("rung_scores", {}) if stored.is_file() else {}
-        )
-        stop = None
-        for rung in sorted(rung_scores, key=int):
-            if pruning.gives_up(arbiter, int(rung), rung_scores[rung]):
-                stop = rungs[int(rung)]
-                break
         ran = int(entry.get("iterations") or 0)
         spent = float(entry.get("seconds") or 0.0)
+        stored = folder / CANDIDATES_DIR / entry["name"] / METRICS_FILE
+        if not stored.is_file():
+            if ran:  # only g's own estimate (x̄, no iterations) has no folder of its own
+                raise ValueError(f"{folder.name}: {entry['name']} has no {METRICS_FILE}")
+            survivors.append(entry)
+            continue
+        candidate = json.loads(stored.read_text())
+        budget = int(candidate.get("budget") or ran)
+        budgets.append(budget)
+        rungs, scored = pruning.rungs(budget), candidate.get("rung_scores", {})
+        stop = next(
+            (
+                rungs[int(r)]
+                for r in sorted(scored, key=int)
+                if pruning.gives_up(arbiter, int(r), scored[r])
+            ),
+            None,
+        )
         if stop is None:
             survivors.append(entry)
             iterations, seconds = iterations + ran, seconds + spent
@@ -68,7 +80,6 @@ def replay_image(
             pruned[entry["name"]] = stop
             iterations += stop
             seconds += spent * stop / ran if ran else 0.0
-    every = sum(int(e.get("iterations") or 0) for e in listed)
 
     def choice(entries: list[dict]) -> dict:
         picks = [Candidate(e["name"], e["group"], None, None, e["arm"]) for e in entries]
@@ -76,31 +87,28 @@ def replay_image(
         return entries[arbiter.decide(scores, picks).index]
 
     full, kept = choice(listed), choice(survivors)
-    return {
+    found = {
         "image": folder.name,
         "pruned": pruned,
         "iterations": iterations,
-        "iterations_without_pruning": every,
+        "iterations_without_pruning": sum(int(e.get("iterations") or 0) for e in listed),
+        "budget": max(budgets, default=0),  # one candidate's full run: the unit of cost
         "seconds": seconds,
         "seconds_without_pruning": sum(float(e.get("seconds") or 0.0) for e in listed),
         "chosen": kept["name"],
         "chosen_without_pruning": full["name"],
-        **(
-            {"psnr": kept["psnr"], "psnr_without_pruning": full["psnr"]}
-            if "psnr" in kept and "psnr" in full
-            else {}
-        ),
-        "best_pruned": any(
-            e["name"] in pruned and e.get("psnr", -1) >= max(c.get("psnr", -1) for c in listed)
-            for e in listed
-        ),
     }
+    if all("psnr" in e for e in listed):  # the ground truth is known
+        best = max(e["psnr"] for e in listed)
+        found["psnr"], found["psnr_without_pruning"] = kept["psnr"], full["psnr"]
+        found["best_pruned"] = max(e["psnr"] for e in survivors) < best  # the best was given up
+    return found
 
 
-def replay(root: Path, arbiter: Arbiter, fractions: list[float], keep: float, budget: int):
+def replay(root: Path, arbiter: Arbiter, fractions: list[float], keep: float):
     """Every finished image of ``root`` replayed with ``keep``, and the totals."""
     images = [
-        replay_image(root / name, record, arbiter, fractions, keep, budget)
+        replay_image(root / name, record, arbiter, fractions, keep)
         for name, record in finished_images(root)
     ]
     if not images:
@@ -111,21 +119,26 @@ def replay(root: Path, arbiter: Arbiter, fractions: list[float], keep: float, bu
         "pruned": sum(len(i["pruned"]) for i in images),
         "iterations": sum(i["iterations"] for i in images),
         "iterations_without_pruning": sum(i["iterations_without_pruning"] for i in images),
-        "per_image_in_budgets": statistics.fmean(i["iterations"] for i in images) / budget,
+        "seconds": sum(i["seconds"] for i in images),
+        "seconds_without_pruning": sum(i["seconds_without_pruning"] for i in images),
+        "per_image_in_budgets": statistics.fmean(
+            i["iterations"] / i["budget"] for i in images if i["budget"]
+        ),
         "changed_choices": sum(i["chosen"] != i["chosen_without_pruning"] for i in images),
-        "best_pruned": sum(i["best_pruned"] for i in images),
     }
     totals["saved"] = 1 - totals["iterations"] / totals["iterations_without_pruning"]
-    if all("psnr" in i for i in images) and len(images) > 1:
-        paired = compare(
-            {(i["image"], 0): i["psnr_without_pruning"] for i in images},
-            {(i["image"], 0): i["psnr"] for i in images},
-            names=("without pruning", f"keep={keep:g}"),
-        )
-        totals["psnr"] = paired.candidate
-        totals["psnr_without_pruning"] = paired.baseline
-        totals["difference"] = paired.difference
-        totals["interval"] = list(paired.interval)
+    if all("psnr" in i for i in images):
+        totals["best_pruned"] = sum(i["best_pruned"] for i in images)
+        totals["psnr"] = statistics.fmean(i["psnr"] for i in images)
+        totals["psnr_without_pruning"] = statistics.fmean(i["psnr_without_pruning"] for i in images)
+        totals["difference"] = totals["psnr"] - totals["psnr_without_pruning"]
+        if len(images) > 1:  # the interval needs two or more images
+            paired = compare(
+                {(i["image"], 0): i["psnr_without_pruning"] for i in images},
+                {(i["image"], 0): i["psnr"] for i in images},
+                names=("without pruning", f"keep={keep:g}"),
+            )
+            totals["interval"] = list(paired.interval)
     return totals, images
 
 
@@ -167,30 +180,33 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.get("arbiter")
         else Arbiter(DEFAULT_CRITERIA)
     )
-    budget = int(cfg.optim.iterations)
     found = []
-    print(f"{arguments.run}: rungs at {fractions} of {budget} iterations")
+    print(f"{arguments.run}: rungs at {fractions} of each pruned arm's budget")
     print(
-        "pruned: candidates given up; saved: share of all iterations; budgets: iterations per "
-        "image in budgets of one candidate; changed: images whose choice differs from the "
-        "choice among all; PSNR: mean of the choices; paired diff: against the choice among all"
+        "pruned: candidates given up; saved: share of all iterations (of the seconds, in "
+        "brackets); budgets: iterations per image in one candidate's budgets; changed: images "
+        "whose choice differs from the choice among all; best lost: images whose best candidate "
+        "was given up; PSNR: mean of the choices; paired diff: against the choice among all"
     )
     print(
-        f"{'keep':>5} {'images':>6} {'pruned':>6} {'saved':>6} {'budgets':>8} "
-        f"{'changed':>7} {'PSNR':>6} {'paired diff':>11} {'95% interval':>16}"
+        f"{'keep':>5} {'images':>6} {'pruned':>6} {'saved':>11} {'budgets':>8} {'changed':>7} "
+        f"{'best lost':>9} {'PSNR':>6} {'paired diff':>11} {'95% interval':>16}"
     )
     for keep in arguments.keep:
         try:
-            totals, images = replay(arguments.run, arbiter, fractions, keep, budget)
+            totals, images = replay(arguments.run, arbiter, fractions, keep)
         except ValueError as error:
             parser.error(str(error))
         found.append({"totals": totals, "images": images})
         psnr = f"{totals['psnr']:6.2f}" if "psnr" in totals else f"{'-':>6}"
         difference = f"{totals['difference']:+11.2f}" if "difference" in totals else f"{'-':>11}"
         interval = "[{:+.2f}, {:+.2f}]".format(*totals["interval"]) if "interval" in totals else "-"
+        seconds = 1 - totals["seconds"] / (totals["seconds_without_pruning"] or 1.0)
+        saved = f"{totals['saved']:.0%} ({seconds:.0%})"
+        lost = f"{totals['best_pruned']:9d}" if "best_pruned" in totals else f"{'-':>9}"
         print(
-            f"{keep:5g} {totals['images']:6d} {totals['pruned']:6d} {totals['saved']:6.0%} "
-            f"{totals['per_image_in_budgets']:8.2f} {totals['changed_choices']:7d} {psnr} "
+            f"{keep:5g} {totals['images']:6d} {totals['pruned']:6d} {saved:>11} "
+            f"{totals['per_image_in_budgets']:8.2f} {totals['changed_choices']:7d} {lost} {psnr} "
             f"{difference} {interval:>16}"
         )
     if arguments.json:

@@ -65,14 +65,11 @@ def replay_image(
         budget = int(candidate.get("budget") or ran)
         budgets.append(budget)
         rungs, scored = pruning.rungs(budget), candidate.get("rung_scores", {})
-        stop = next(
-            (
-                rungs[int(r)]
-                for r in sorted(scored, key=int)
-                if pruning.gives_up(arbiter, int(r), scored[r])
-            ),
-            None,
-        )
+        stop = None
+        for rung in sorted(scored, key=int):  # each judgement joins the rung's population
+            if pruning.gives_up(arbiter, int(rung), scored[rung]):
+                stop = rungs[int(rung)]  # given up here: it never reaches the later rungs
+                break
         if stop is None:
             survivors.append(entry)
             iterations, seconds = iterations + ran, seconds + spent

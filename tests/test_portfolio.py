@@ -150,19 +150,23 @@ def test_portfolio_runs_every_candidate_keeps_them_and_reuses_them(tmp_path: Pat
     assert again["portfolio"]["candidates"] == record["portfolio"]["candidates"]
 
 
-def test_batched_seeds_give_the_candidates_of_one_at_a_time_runs(tmp_path, monkeypatch, request):
-    """solver.batch_size=2: each arm's pending seeds are fitted two at a time (seeds 0 and 1
-    together, then 2), with the candidates of one-at-a-time runs up to float round-off; a
-    resumed portfolio batches only what is left."""
+def test_batched_candidates_equal_one_at_a_time_runs(tmp_path, monkeypatch, request):
+    """solver.batch_size=2: the image's pending candidates are fitted two at a time, across
+    arms (selfdeblur seeds 0 and 1; selfdeblur 2 with weak_rec_es 0, each with its own losses,
+    supervisor and stopping rule; weak_rec_es 1 and 2), and give the candidates of
+    one-at-a-time runs up to float round-off; a resumed portfolio batches only what is left."""
     import shutil
 
     from weakdeblur import batched
 
-    groups: list[list[int]] = []
+    groups: list[list[tuple[str, int]]] = []
+    arm_of: dict[int, str] = {}
     original = batched.BatchedSolver.run
 
     def spy(self, samples, seeds=0, **kwargs):
-        groups.append(list(seeds))
+        groups.append(
+            [(arm_of[id(s)], seed) for s, seed in zip(kwargs["solvers"], seeds, strict=True)]
+        )
         return original(self, samples, seeds, **kwargs)
 
     monkeypatch.setattr(batched.BatchedSolver, "run", spy)
@@ -180,9 +184,12 @@ def test_batched_seeds_give_the_candidates_of_one_at_a_time_runs(tmp_path, monke
             arm("selfdeblur", out, f"solver.batch_size={size}"),
             arm("weak_rec_es", out, *weak),
         ]
+        arm_of.update({id(a.pipeline.solver): a.name for a in arms})
         portfolio = Portfolio(arms, [0, 1, 2], Arbiter({"data_fit": 1.0}), out, NullTracker())
         records[size] = portfolio.run(sample, {"name": sample.name})
-    assert groups == [[0, 1], [2], [0, 1], [2]]  # batch_size=1 never batches
+    sd, weak = "selfdeblur", "weak_rec_es"
+    # batch_size=1 never batches
+    assert groups == [[(sd, 0), (sd, 1)], [(sd, 2), (weak, 0)], [(weak, 1), (weak, 2)]]
     for one, two in zip(*(records[s]["portfolio"]["candidates"] for s in (1, 2)), strict=True):
         assert one["name"] == two["name"] and one["iterations"] == two["iterations"] == 4
         folders = [
@@ -192,11 +199,51 @@ def test_batched_seeds_give_the_candidates_of_one_at_a_time_runs(tmp_path, monke
         torch.testing.assert_close(together["image"], alone["image"], atol=1e-6, rtol=0)
         torch.testing.assert_close(together["kernel"], alone["kernel"], atol=1e-6, rtol=0)
         assert one["psnr"] == pytest.approx(two["psnr"], abs=1e-4)
+    # the supervised arm's losses really entered its candidates: they differ from SelfDeblur's
+    stored = {
+        name: torch.load(
+            tmp_path / "batch2" / sample.name / "candidates" / name / CANDIDATE_TENSORS,
+            weights_only=True,
+        )
+        for name in ("selfdeblur-seed0", "weak_rec_es-seed0")
+    }
+    assert (
+        stored["selfdeblur-seed0"]["image"] - stored["weak_rec_es-seed0"]["image"]
+    ).abs().max() > 1e-3
     # resumed with one candidate gone: it runs alone, the others are reused
     shutil.rmtree(tmp_path / "batch2" / sample.name / "candidates" / "selfdeblur-seed1")
     groups.clear()
     again = portfolio.run(sample, {"name": sample.name})
     assert groups == [] and again["portfolio"]["chosen"] == records[2]["portfolio"]["chosen"]
+
+
+def test_arms_that_cannot_share_a_batch_run_apart(tmp_path):
+    """Another optimiser or another network architecture keeps an arm out of the others'
+    batches (said by batchable); stacking networks of two architectures is refused."""
+    from weakdeblur.batched import CandidateBatches, batchable, stack_networks
+
+    sample = synthetic_sample()
+    base = arm("selfdeblur", tmp_path, "solver.batch_size=2").pipeline.solver
+    faster = arm("selfdeblur", tmp_path, "solver.batch_size=2", "optim.lr_image=0.02")
+    wider = arm("selfdeblur", tmp_path, "solver.batch_size=2", "generator.kernel.hidden=7")
+    assert batchable([base, base], sample) is None
+    assert batchable([base, faster.pipeline.solver]) == "their optim settings differ"
+    assert batchable([base, wider.pipeline.solver]) is None  # settings alike ...
+    assert (
+        batchable([base, wider.pipeline.solver], sample) == "their networks differ"
+    )  # ... nets not
+    nets = [
+        s.kernel_generator(kernel_size=(5, 5), code_size=3) for s in (base, wider.pipeline.solver)
+    ]
+    with pytest.raises(ValueError, match="one architecture"):
+        stack_networks(nets)
+    batches = CandidateBatches([("a", base, 0), ("b", wider.pipeline.solver, 0), ("a", base, 1)])
+    solved = []
+    batches._keep = lambda keys, *args: (
+        solved.append(list(keys)) or batches._solved.update({key: (None, []) for key in keys})
+    )
+    batches._solve_group(("a", 0), sample, 0, None)
+    assert solved == [[("a", 0), ("a", 1)]]  # "b" waits for its own turn
 
 
 def test_candidates_of_a_result_set_aside_are_reused(tmp_path: Path):

@@ -29,6 +29,13 @@ each image draws its input noise from its own generator, seeded as
 one-at-a-time runs with the same seeds give the same images up to float
 round-off (``tests/test_batched.py``).
 
+Each image may also bring its own :class:`~weakdeblur.solver.Solver` (``solvers``): its
+losses :math:`\mathcal L_{j,b}` and their weights, supervisor, stopping rule and warm start
+are then its own, as for the arms of a portfolio (``selfdeblur`` beside ``weak_rec_es``). The
+sum above still separates, so each image still gets its own update; what must be shared is
+what is stacked or stepped together: the networks' architecture, the optimiser and input
+settings, the device and the speed settings (:func:`batchable`).
+
 Images are grouped by (observation size, kernel size) (:func:`group_by_size`):
 exact, and no padding or masking. An image whose stopping rule fires (or whose
 loss turns non-finite) keeps the iterate chosen at that point; it stays in the
@@ -134,6 +141,9 @@ def stack_networks(networks: Sequence[nn.Module]) -> nn.Module:
     originals are left alone). Raises ``ValueError`` for a layer with
     parameters it cannot group.
     """
+    shapes = [[(n, tuple(p.shape)) for n, p in net.named_parameters()] for net in networks]
+    if any(other != shapes[0] for other in shapes[1:]):
+        raise ValueError("stack_networks needs networks of one architecture")
     template = copy.deepcopy(networks[0])
     for name, module in list(template.named_modules()):
         grouped = _GROUPED.get(type(module))
@@ -147,6 +157,43 @@ def stack_networks(networks: Sequence[nn.Module]) -> nn.Module:
             template.get_submodule(parent_name) if parent_name else template, child, replacement
         )
     return template
+
+
+def architecture(solver: Solver, sample: Sample) -> list[tuple[str, tuple[int, ...]]]:
+    """The parameter names and shapes of the two networks ``solver`` builds for ``sample``
+    (built on the CPU, outside the random stream)."""
+    with torch.random.fork_rng(devices=[]):
+        nets = {
+            "image": solver.image_generator(
+                in_channels=solver.inputs.code_channels, out_channels=sample.blurry.shape[1]
+            ),
+            "kernel": solver.kernel_generator(
+                kernel_size=sample.kernel_size, code_size=solver.inputs.kernel_code_size
+            ),
+        }
+    return [
+        (f"{net}.{name}", tuple(p.shape))
+        for net, module in nets.items()
+        for name, p in module.named_parameters()
+    ]
+
+
+def batchable(solvers: Sequence[Solver], sample: Sample | None = None) -> str | None:
+    """Why ``solvers`` cannot fit one batch together (one image each), or ``None`` when they
+    can: they must share what is stacked or stepped together, i.e. the optimiser and input
+    settings, the device and the speed settings, and (checked when ``sample`` is given;
+    :func:`stack_networks` checks it anyway) the networks' architecture."""
+    first = solvers[0]
+    for name in ("optim", "inputs", "device", "speed"):
+        if any(getattr(other, name) != getattr(first, name) for other in solvers[1:]):
+            return f"their {name} settings differ"
+    if sample is not None:
+        shapes = architecture(first, sample)
+        if any(
+            architecture(other, sample) != shapes for other in solvers[1:] if other is not first
+        ):
+            return "their networks differ"
+    return None
 
 
 def size_key(sample: Sample) -> tuple[tuple[int, ...], tuple[int, int]]:
@@ -172,8 +219,9 @@ class _Track:
     Mirrors the logging / checking / returning logic of :meth:`Solver.run`.
     """
 
-    def __init__(self, sample: Sample, stopping: StoppingPolicy, started: float):
-        self.sample, self.stopping, self.started = sample, stopping, started
+    def __init__(self, sample: Sample, solver: Solver, started: float):
+        self.sample, self.solver, self.started = sample, solver, started
+        self.stopping: StoppingPolicy = copy.deepcopy(solver.stopping)
         self.active = True
         self.history: list[dict[str, float]] = []
         self.last_finite: tuple | None = None
@@ -190,7 +238,8 @@ class BatchedSolver:
 
     Args:
         solver: a :class:`Solver`; its generators, losses, stopping policy (copied
-            per image), supervisor, physics, device and speed settings are used.
+            per image), supervisor, physics, device and speed settings are used, unless
+            :meth:`run` is given one solver per image.
     """
 
     def __init__(self, solver: Solver):
@@ -202,6 +251,7 @@ class BatchedSolver:
         seeds: Sequence[int] | int = 0,
         on_log: Callable[[int, LogRecord], None] | None = None,
         evaluate: Sequence[Callable[[torch.Tensor], dict[str, float]] | None] | None = None,
+        solvers: Sequence[Solver] | None = None,
     ) -> list[Result]:
         """Optimise ``samples`` (one observation size and kernel size) jointly.
 
@@ -210,6 +260,9 @@ class BatchedSolver:
             seeds: one seed per image (or one for all), as for :meth:`Solver.run`.
             on_log: called with ``(index, LogRecord)`` at each image's logging steps.
             evaluate: per image, as ``evaluate`` of :meth:`Solver.run`.
+            solvers: per image, the solver whose generators, losses, supervisor, stopping rule,
+                warm start and physics it uses (default: this one for all); they must be
+                :func:`batchable` and their networks of one architecture.
         """
         solver = self.solver
         settings, inputs, speed = solver.optim, solver.inputs, solver.speed
@@ -217,22 +270,27 @@ class BatchedSolver:
         count = len(samples)
         seeds = [seeds] * count if isinstance(seeds, int) else list(seeds)
         evaluate = list(evaluate) if evaluate is not None else [None] * count
-        if not (len(seeds) == len(evaluate) == count) or count == 0:
-            raise ValueError("one seed (and evaluate callback) per sample, and at least one sample")
+        solvers = list(solvers) if solvers is not None else [solver] * count
+        if not (len(seeds) == len(evaluate) == len(solvers) == count) or count == 0:
+            raise ValueError(
+                "one seed (evaluate callback, solver) per sample, and at least one sample"
+            )
         if len({size_key(sample) for sample in samples}) != 1:
             raise ValueError("a batch needs one image size and one kernel size (group_by_size)")
+        reason = batchable([solver, *solvers])
+        if reason is not None:
+            raise ValueError(f"these solvers cannot share a batch: {reason}")
         speed.configure(device)
         started = time.perf_counter()
         kernel_size = samples[0].kernel_size
-        supervisor = solver.supervisor
-        fidelity = solver.fidelity.to(device)
 
         # per-image set-up, in the order (and with the random draws) of Solver.run
         image_nets, kernel_nets, codes, kernel_codes, observed = [], [], [], [], []
-        terms: list[list] = []
+        fidelities, terms = [], []
         generators: list[torch.Generator] = []
         tracks: list[_Track] = []
-        for sample, seed in zip(samples, seeds, strict=True):
+        for sample, seed, solver in zip(samples, seeds, solvers, strict=True):
+            supervisor = solver.supervisor
             torch.manual_seed(seed)
             y = sample.blurry.to(device)
             height, width = solver.physics.latent_size(tuple(y.shape[-2:]), kernel_size)
@@ -253,7 +311,7 @@ class BatchedSolver:
             kernel_codes.append(
                 inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
             )
-            track = _Track(sample, copy.deepcopy(solver.stopping), started)
+            track = _Track(sample, solver, started)
             if supervisor is not None:
                 supervisor.to(device)
                 supervisor.prepare(sample)
@@ -289,9 +347,11 @@ class BatchedSolver:
             )
             generators.append(generator)
             observed.append(y)
+            fidelities.append(solver.fidelity.to(device))
             terms.append(image_terms)
             tracks.append(track)
 
+        solver = self.solver
         image_net = speed.prepare(stack_networks(image_nets), device)
         kernel_net = stack_networks(kernel_nets)
         del image_nets, kernel_nets
@@ -323,8 +383,9 @@ class BatchedSolver:
                 if not track.active:
                     continue
                 latent, kernel = latents[index : index + 1], kernels[index : index + 1]
+                supervisor, fidelity = track.solver.supervisor, fidelities[index]
                 with speed.autocast(device):
-                    blurred = solver.physics(latent, kernel).to(observed[0].dtype)
+                    blurred = track.solver.physics(latent, kernel).to(observed[0].dtype)
                 losses = {"fidelity": fidelity(blurred, observed[index], iteration, budget)}
                 if terms[index]:
                     if supervisor is not None:
@@ -407,7 +468,7 @@ class BatchedSolver:
                     kernel_d,
                     blurred_d,
                     {k: v.detach() for k, v in losses.items()},
-                    self.solver.supervisor,
+                    track.solver.supervisor,
                     track.supervised,
                 )
             )
@@ -462,13 +523,10 @@ class _GroupedRuns:
         self.solver = solver
         self._solved: dict[object, tuple[Result, list[LogRecord]]] = {}
 
-    def _key(self, sample: Sample, seed: int) -> object:
+    def _solve_group(self, key, sample: Sample, seed: int, evaluate) -> None:
         raise NotImplementedError
 
-    def _solve_group(self, sample: Sample, seed: int, evaluate) -> None:
-        raise NotImplementedError
-
-    def _keep(self, keys: Sequence, samples: Sequence[Sample], seeds, evaluate) -> None:
+    def _keep(self, keys: Sequence, samples: Sequence[Sample], seeds, evaluate, solvers=None):
         """Solve ``samples`` as one batch and keep each result and its log under its key."""
         records: list[list[LogRecord]] = [[] for _ in keys]
         results = BatchedSolver(self.solver).run(
@@ -476,6 +534,7 @@ class _GroupedRuns:
             seeds,
             on_log=lambda index, record: records[index].append(record),
             evaluate=evaluate,
+            solvers=solvers,
         )
         for key, result, logged in zip(keys, results, records, strict=True):
             self._solved[key] = (result, logged)
@@ -490,13 +549,16 @@ class _GroupedRuns:
     ) -> Result:
         """As :meth:`Solver.run`. Only ``seed_mode="seeded"``: the reference's draws are those
         of one run at a time."""
+        return self._answer(sample.name, sample, seed, on_log, evaluate, seed_mode)
+
+    def _answer(self, key, sample, seed, on_log, evaluate, seed_mode) -> Result:
+        """The result (and log records, replayed to ``on_log``) of the member ``key``."""
         if seed_mode != "seeded":
             raise SeedModeError(
                 f"seed_mode={seed_mode} runs one {self.runs_one} at a time; set solver.batch_size=1"
             )
-        key = self._key(sample, seed)
         if key not in self._solved:
-            self._solve_group(sample, seed, evaluate)
+            self._solve_group(key, sample, seed, evaluate)
         result, records = self._solved.pop(key)
         if on_log is not None:
             for record in records:
@@ -532,13 +594,10 @@ class BatchedRuns(_GroupedRuns):
         super().__init__(solver)
         self.names, self.load, self.skip = list(names), load, skip
 
-    def _key(self, sample: Sample, seed: int) -> str:
-        return sample.name  # one of ``names``; every image gets ``seed``
-
-    def _solve_group(self, sample: Sample, seed: int, evaluate) -> None:
-        name = sample.name
+    def _solve_group(self, key, sample: Sample, seed: int, evaluate) -> None:
+        name = key  # the sample's, one of ``names``; every image gets ``seed``
         group = [(name, sample, evaluate)]
-        key = size_key(sample)
+        size = size_key(sample)
         following = self.names[self.names.index(name) + 1 :] if name in self.names else []
         for other in following:
             if len(group) >= self.solver.speed.batch_size:
@@ -549,38 +608,60 @@ class BatchedRuns(_GroupedRuns):
                 other_sample, other_evaluate = self.load(other)
             except Exception:  # noqa: BLE001 - the runner reports it on that image's turn
                 continue
-            if size_key(other_sample) == key:
+            if size_key(other_sample) == size:
                 group.append((other, other_sample, other_evaluate))
         names, samples, evaluates = zip(*group, strict=True)
         self._keep(names, list(samples), seed, list(evaluates))
 
 
-class SeedBatches(_GroupedRuns):
-    """Batched solving of one image from several seeds (a portfolio arm's candidates).
+class CandidateBatches(_GroupedRuns):
+    """Batched solving of one image's candidates: a portfolio's arms × seeds.
 
-    A solve hook for :class:`~weakdeblur.runtime.pipeline.ImagePipeline`, called once per seed
-    as :meth:`Solver.run` would be: the first call for a seed not solved yet fits it together
-    with the next ``pending`` seeds (up to ``solver.speed.batch_size``) as one batch; the
+    Each arm's pipeline gets the solve hook :meth:`solve_for` (called once per seed as
+    :meth:`Solver.run` would be). The first call for a candidate not solved yet fits it
+    together with the next ``pending`` candidates (up to its solver's ``speed.batch_size``) whose solvers are
+    :func:`batchable` with its own, as one batch, each candidate with its own arm's solver
+    (losses, supervisor, stopping rule): the seeds of one arm, and the arms that differ only in
+    what they add to the loss and when they stop (``selfdeblur`` beside ``weak_rec_es``). The
     others' results and log records are kept and handed over, in order, on their own calls.
-    Each seed gets the update it would get alone (:class:`BatchedSolver`), so the candidates
-    equal one-at-a-time runs up to float round-off.
+    Each candidate gets the update it would get alone (:class:`BatchedSolver`), so the
+    candidates equal one-at-a-time runs up to float round-off.
 
     Args:
-        solver: the arm's :class:`Solver` (its ``speed.batch_size`` is the group size).
-        pending: the seeds the caller will ask for, in its order (not the ones it reuses).
+        pending: the candidates the caller will ask for, in its order (not the ones it reuses),
+            as ``(arm, solver, seed)``.
     """
 
     runs_one = "candidate"
 
-    def __init__(self, solver: Solver, pending: Sequence[int]):
-        super().__init__(solver)
-        self.pending = list(pending)
+    def __init__(self, pending: Sequence[tuple[str, Solver, int]]):
+        super().__init__(pending[0][1])
+        self.pending = [(arm, seed) for arm, _, seed in pending]
+        self.solvers = {arm: solver for arm, solver, _ in pending}
 
-    def _key(self, sample: Sample, seed: int) -> int:
-        return seed
+    def solve_for(self, arm: str) -> Callable[..., Result]:
+        """``arm``'s solve hook, called as :meth:`Solver.run`."""
 
-    def _solve_group(self, sample: Sample, seed: int, evaluate) -> None:
-        later = self.pending[self.pending.index(seed) + 1 :] if seed in self.pending else []
-        group = [seed, *[s for s in later if s not in self._solved]]
-        group = group[: self.solver.speed.batch_size]
-        self._keep(group, [sample] * len(group), group, [evaluate] * len(group))
+        def solve(sample, seed=0, on_log=None, evaluate=None, seed_mode="seeded") -> Result:
+            return self._answer((arm, seed), sample, seed, on_log, evaluate, seed_mode)
+
+        return solve
+
+    def _solve_group(self, key, sample: Sample, seed: int, evaluate) -> None:
+        later = self.pending[self.pending.index(key) + 1 :] if key in self.pending else []
+        group, solver = [key], self.solvers[key[0]]
+        for other in later:
+            if len(group) >= solver.speed.batch_size:
+                break
+            if (
+                other not in self._solved
+                and batchable([solver, self.solvers[other[0]]], sample) is None
+            ):
+                group.append(other)
+        self._keep(
+            group,
+            [sample] * len(group),
+            [s for _, s in group],
+            [evaluate] * len(group),
+            [self.solvers[arm] for arm, _ in group],
+        )

@@ -12,9 +12,11 @@ image's result, and the record says which candidate won, by which criteria, with
 candidate's scores (and, where a ground truth exists, each candidate's PSNR, for studies only:
 the arbiter never reads it).
 
-The candidates run one after the other, except that with ``solver.batch_size`` = B > 1 the
-seeds of one arm are fitted B at a time as one batch (:class:`~weakdeblur.batched.SeedBatches`:
-the same candidates up to float round-off; what pays on a GPU). Nothing here reads Hydra or
+The candidates run one after the other, except that with ``solver.batch_size`` = B > 1 they
+are fitted B at a time as one batch (:class:`~weakdeblur.batched.CandidateBatches`): the seeds
+of an arm, and arms whose solvers can share a batch (one architecture and optimiser; each
+candidate keeps its own arm's losses, supervisor and stopping rule). The candidates are those
+of one at a time up to float round-off; what pays on a GPU. Nothing here reads Hydra or
 W&B: the entry point composes the arms and gives each its pipeline.
 """
 
@@ -24,6 +26,7 @@ import logging
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,7 @@ from typing import Any
 import torch
 
 from weakdeblur.arbiter import Arbiter, Candidate
-from weakdeblur.batched import SeedBatches
+from weakdeblur.batched import CandidateBatches
 from weakdeblur.colour import ColourView
 from weakdeblur.data.sample import Sample
 from weakdeblur.physics import blur_same
@@ -208,15 +211,22 @@ class Portfolio:
         done = completed_record(folder, key, quiet=True) if self.resume else None
         return name, folder, key, done
 
-    def batches(self, arm: Arm, sample: Sample):
-        """With ``solver.batch_size`` > 1, the solve hook that fits the arm's seeds still to
-        run as batches; ``None`` for one at a time (and for an arm under pruning, whose
-        candidates are judged at the rungs against the ones before them)."""
-        solver = arm.pipeline.solver
-        if solver.speed.batch_size <= 1 or self.prunes(arm):
-            return None
-        pending = [s for s in self.seeds if self.stored(arm, s, sample)[3] is None]
-        return SeedBatches(solver, pending).run if len(pending) > 1 else None
+    def batches(self, sample: Sample) -> dict[str, Callable[..., Result]]:
+        """Each arm's solve hook that fits the image's candidates still to run in batches of
+        its ``solver.batch_size`` (:class:`~weakdeblur.batched.CandidateBatches`); none for an
+        arm with ``batch_size`` 1 or under pruning (its candidates are judged at the rungs
+        against the ones before them), and none at all when fewer than two would batch."""
+        pending = [
+            (arm.name, arm.pipeline.solver, seed)
+            for arm in self.arms
+            if arm.pipeline.solver.speed.batch_size > 1 and not self.prunes(arm)
+            for seed in self.seeds
+            if self.stored(arm, seed, sample)[3] is None
+        ]
+        if len(pending) < 2:
+            return {}
+        batches = CandidateBatches(pending)
+        return {name: batches.solve_for(name) for name in dict.fromkeys(a for a, _, _ in pending)}
 
     def run_candidate(self, arm: Arm, seed: int, sample: Sample, base: dict) -> Outcome | None:
         """One candidate, reused from its folder when it finished with the same settings."""
@@ -324,9 +334,10 @@ class Portfolio:
         if self.pruning is not None:
             self.pruning.population = {}  # rungs compare the candidates of one image
         outcomes = []
+        hooks = self.batches(sample)
         for arm in self.arms:
             pipeline = arm.pipeline
-            arm.pipeline = replace(pipeline, solve=self.batches(arm, sample) or pipeline.solve)
+            arm.pipeline = replace(pipeline, solve=hooks.get(arm.name, pipeline.solve))
             try:
                 outcomes += [self.run_candidate(arm, seed, sample, base) for seed in self.seeds]
             finally:

@@ -231,6 +231,11 @@ class _Track:
         self.gate: dict | None = None  # the reliability gate's verdict (Solver.gated_terms)
         self.kernel_start: dict | None = None  # the warm start's fit, if any
         self.result: Result | None = None
+        # set by BatchedSolver._start
+        self.observed: torch.Tensor | None = None
+        self.fidelity: Callable | None = None
+        self.terms: list = []
+        self.generator: torch.Generator | None = None
 
 
 class BatchedSolver:
@@ -282,79 +287,15 @@ class BatchedSolver:
             raise ValueError(f"these solvers cannot share a batch: {reason}")
         speed.configure(device)
         started = time.perf_counter()
-        kernel_size = samples[0].kernel_size
-
         # per-image set-up, in the order (and with the random draws) of Solver.run
-        image_nets, kernel_nets, codes, kernel_codes, observed = [], [], [], [], []
-        fidelities, terms = [], []
-        generators: list[torch.Generator] = []
-        tracks: list[_Track] = []
-        for sample, seed, solver in zip(samples, seeds, solvers, strict=True):
-            supervisor = solver.supervisor
-            torch.manual_seed(seed)
-            y = sample.blurry.to(device)
-            height, width = solver.physics.latent_size(tuple(y.shape[-2:]), kernel_size)
-            image_nets.append(
-                solver.image_generator(
-                    in_channels=inputs.code_channels, out_channels=y.shape[1]
-                ).to(device)
-            )
-            kernel_nets.append(
-                solver.kernel_generator(
-                    kernel_size=kernel_size, code_size=inputs.kernel_code_size
-                ).to(device)
-            )
-            codes.append(
-                inputs.code_scale
-                * torch.rand(1, inputs.code_channels, height, width, device=device)
-            )
-            kernel_codes.append(
-                inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
-            )
-            track = _Track(sample, solver, started)
-            if supervisor is not None:
-                supervisor.to(device)
-                supervisor.prepare(sample)
-                with speed.constants():
-                    supervised = supervisor(y).detach()
-                track.supervised = supervised.clone()
-            image_terms, track.gate = solver.gated_terms(sample, supervisor)
-            image_terms = copy.deepcopy(image_terms)
-            for term in image_terms:
-                term.to(device)
-                term.prepare(sample, y, supervisor, track.supervised)
-            if solver.kernel_start is not None and trusted(track.gate):
-                track.kernel_start = solver.kernel_start(
-                    kernel_nets[-1], kernel_codes[-1], sample, supervisor
-                )
-            try:
-                track.stopping = start_policy(
-                    track.stopping,
-                    budget,
-                    sample,
-                    supervisor,
-                    track.supervised,
-                    trusted(track.gate),
-                )
-            except PolicyError as error:
-                track.active = False
-                track.result = Solver._unusable(
-                    sample, 0, "failed", str(error), started, [], track.supervised
-                )
-            generator = torch.Generator(device=device)
-            generator.set_state(
-                torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
-            )
-            generators.append(generator)
-            observed.append(y)
-            fidelities.append(solver.fidelity.to(device))
-            terms.append(image_terms)
-            tracks.append(track)
-
-        solver = self.solver
+        starts = [
+            self._start(sample, seed, solver, started)
+            for sample, seed, solver in zip(samples, seeds, solvers, strict=True)
+        ]
+        tracks, image_nets, kernel_nets, codes, kernel_codes = map(list, zip(*starts, strict=True))
         image_net = speed.prepare(stack_networks(image_nets), device)
         kernel_net = stack_networks(kernel_nets)
-        del image_nets, kernel_nets
+        del image_nets, kernel_nets, starts
         code = torch.cat(codes)
         kernel_code = torch.stack(kernel_codes)
         optimizer = torch.optim.Adam(
@@ -370,44 +311,21 @@ class BatchedSolver:
         for iteration in range(budget):
             if not any(track.active for track in tracks):
                 break
-            for index, generator in enumerate(generators):
-                noise[index].normal_(0.0, inputs.noise_std, generator=generator)
+            for index, track in enumerate(tracks):
+                noise[index].normal_(0.0, inputs.noise_std, generator=track.generator)
             optimizer.zero_grad(set_to_none=True)
             with speed.autocast(device):
                 latents = image_net(code + noise)
                 kernels = kernel_net(kernel_code)
             # losses in y's dtype (float32) under bf16 autocast, as in Solver.run
-            latents, kernels = latents.to(observed[0].dtype), kernels.to(observed[0].dtype)
+            dtype = tracks[0].observed.dtype
+            latents, kernels = latents.to(dtype), kernels.to(dtype)
             totals, losses_of, blurred_of = {}, {}, {}
             for index, track in enumerate(tracks):
-                if not track.active:
-                    continue
-                latent, kernel = latents[index : index + 1], kernels[index : index + 1]
-                supervisor, fidelity = track.solver.supervisor, fidelities[index]
-                with speed.autocast(device):
-                    blurred = track.solver.physics(latent, kernel).to(observed[0].dtype)
-                losses = {"fidelity": fidelity(blurred, observed[index], iteration, budget)}
-                if terms[index]:
-                    if supervisor is not None:
-                        supervisor.prepare(track.sample)
-                    state = IterationState(
-                        iteration,
-                        budget,
-                        track.sample,
-                        observed[index],
-                        latent,
-                        crop_to_observed(latent, kernel_size),
-                        kernel,
-                        blurred,
-                        supervisor,
-                        track.supervised,
-                    )
-                    for term in terms[index]:
-                        value = term(state)
-                        if value is not None:
-                            losses[term.name] = value
-                totals[index] = sum(losses.values())
-                losses_of[index], blurred_of[index] = losses, blurred
+                if track.active:
+                    latent, kernel = latents[index : index + 1], kernels[index : index + 1]
+                    losses, blurred_of[index] = self._losses(track, iteration, latent, kernel)
+                    totals[index], losses_of[index] = sum(losses.values()), losses
             sum(totals.values()).backward()
             optimizer.step()
             scheduler.step()
@@ -429,6 +347,85 @@ class BatchedSolver:
                     evaluate[index],
                 )
         return [self._finish(track) for track in tracks]
+
+    def _start(self, sample: Sample, seed: int, solver: Solver, started: float):
+        """One image's start, with the random draws of :meth:`Solver.run`: its track (supervisor
+        output, gate, terms, warm start, stopping rule, noise generator), its two networks and
+        its two codes, as ``(track, G_x, G_k, z_x, z_k)``."""
+        inputs, speed, device = solver.inputs, solver.speed, solver.device
+        supervisor, kernel_size = solver.supervisor, sample.kernel_size
+        torch.manual_seed(seed)
+        y = sample.blurry.to(device)
+        height, width = solver.physics.latent_size(tuple(y.shape[-2:]), kernel_size)
+        image_net = solver.image_generator(
+            in_channels=inputs.code_channels, out_channels=y.shape[1]
+        ).to(device)
+        kernel_net = solver.kernel_generator(
+            kernel_size=kernel_size, code_size=inputs.kernel_code_size
+        ).to(device)
+        code = inputs.code_scale * torch.rand(1, inputs.code_channels, height, width, device=device)
+        kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
+        track = _Track(sample, solver, started)
+        track.observed, track.fidelity = y, solver.fidelity.to(device)
+        if supervisor is not None:
+            supervisor.to(device)
+            supervisor.prepare(sample)
+            with speed.constants():
+                track.supervised = supervisor(y).detach().clone()
+        terms, track.gate = solver.gated_terms(sample, supervisor)
+        track.terms = copy.deepcopy(terms)
+        for term in track.terms:
+            term.to(device)
+            term.prepare(sample, y, supervisor, track.supervised)
+        if solver.kernel_start is not None and trusted(track.gate):
+            track.kernel_start = solver.kernel_start(kernel_net, kernel_code, sample, supervisor)
+        try:
+            track.stopping = start_policy(
+                track.stopping,
+                solver.optim.iterations,
+                sample,
+                supervisor,
+                track.supervised,
+                trusted(track.gate),
+            )
+        except PolicyError as error:
+            track.active = False
+            track.result = Solver._unusable(
+                sample, 0, "failed", str(error), started, [], track.supervised
+            )
+        track.generator = torch.Generator(device=device)
+        track.generator.set_state(
+            torch.cuda.get_rng_state(device) if device.type == "cuda" else torch.get_rng_state()
+        )
+        return track, image_net, kernel_net, code, kernel_code
+
+    def _losses(self, track: _Track, iteration: int, latent, kernel):
+        """One image's loss terms at ``iteration`` (by name) and its ŷ, as in :meth:`Solver.run`."""
+        solver, budget = track.solver, self.solver.optim.iterations
+        supervisor, observed = solver.supervisor, track.observed
+        with solver.speed.autocast(solver.device):
+            blurred = solver.physics(latent, kernel).to(observed.dtype)
+        losses = {"fidelity": track.fidelity(blurred, observed, iteration, budget)}
+        if track.terms:
+            if supervisor is not None:
+                supervisor.prepare(track.sample)
+            state = IterationState(
+                iteration,
+                budget,
+                track.sample,
+                observed,
+                latent,
+                crop_to_observed(latent, track.sample.kernel_size),
+                kernel,
+                blurred,
+                supervisor,
+                track.supervised,
+            )
+            for term in track.terms:
+                value = term(state)
+                if value is not None:
+                    losses[term.name] = value
+        return losses, blurred
 
     def _bookkeep(
         self,

@@ -1,18 +1,20 @@
 """Batched multi-image optimisation equals one-at-a-time runs of the same seeds."""
 
+import time
 from functools import partial
 
 import pytest
 import torch
 from conftest import test_device
 
-from weakdeblur.batched import BatchedSolver, group_by_size, stack_networks
+from weakdeblur.batched import BatchedSolver, group_by_size, network_signature, stack_networks
 from weakdeblur.data.sample import Sample
 from weakdeblur.generators import KernelMLP, SkipNetwork
 from weakdeblur.kernel_start import KernelWarmStart
 from weakdeblur.losses import FidelityLoss
 from weakdeblur.solver import InputSettings, OptimSettings, Solver
-from weakdeblur.stopping import StoppingPolicy
+from weakdeblur.stopping import FixedBudget, StoppingPolicy
+from weakdeblur.supervisors.base import Supervisor
 
 pytestmark = pytest.mark.device  # solvers on --device (tests/conftest.py)
 
@@ -165,3 +167,79 @@ def test_grouping_by_image_and_kernel_size():
     assert group_by_size(mixed, 2) == [[0, 1], [2], [3, 4], [5]]
     with pytest.raises(ValueError, match="one image size"):
         BatchedSolver(solver()).run(mixed[2:4], 0)
+
+
+def test_each_image_may_bring_its_own_solver(float64):
+    """solvers=[...]: each image runs with its own stopping rule (and losses), as alone; the
+    shared settings come from the images' solvers, the rule that observed each image comes
+    back with its result, and each image is charged its share of the batch's time."""
+    images = samples(2)
+    own = [solver(6, stopping=StopAt()), solver(6)]
+    started = time.perf_counter()
+    batched = BatchedSolver(solver()).run(images, [3, 4], solvers=own)
+    wall = time.perf_counter() - started
+    alone = [s.run(image, seed=seed) for s, image, seed in zip(own, images, [3, 4], strict=True)]
+    assert [r.iterations for r in batched] == [r.iterations for r in alone] == [4, 6]
+    for together, single in zip(batched, alone, strict=True):
+        torch.testing.assert_close(together.image, single.image, **TOLERANCE)
+    assert isinstance(batched[0].policy, StopAt) and batched[0].policy is not own[0].stopping
+    assert batched[0].policy.at == 4  # started on its image
+    assert isinstance(batched[1].policy, FixedBudget)
+    assert sum(r.seconds for r in batched) <= wall
+    with pytest.raises(ValueError, match="optim settings differ"):
+        BatchedSolver(solver()).run(images, 0, solvers=[solver(6), solver(8)])
+
+
+def test_networks_that_differ_beyond_their_weights_are_not_stacked():
+    """Same parameters, another forward pass (nearest instead of bilinear upsampling): the
+    stacked network would run the first one's layers, so it is refused."""
+    nets = [
+        SkipNetwork(in_channels=8, out_channels=1, **SMALL, upsample_mode=mode)
+        for mode in ("bilinear", "nearest")
+    ]
+    assert [tuple(p.shape) for p in nets[0].parameters()] == [
+        tuple(p.shape) for p in nets[1].parameters()
+    ]
+    assert network_signature(nets[0]) != network_signature(nets[1])
+    with pytest.raises(ValueError, match="one architecture"):
+        stack_networks(nets)
+    same = SkipNetwork(in_channels=8, out_channels=1, **SMALL)
+    assert network_signature(same) == network_signature(nets[0])
+
+
+class PerImage(Supervisor):
+    """A supervisor whose state is the image it was last prepared for (as the map g's)."""
+
+    def prepare(self, sample):
+        self.current = sample.name
+
+    def restore(self, images):
+        return images
+
+
+class SeesItsOwnImage(StoppingPolicy):
+    """Records, at every check, whether g was prepared for this rule's own image."""
+
+    check_every = 2
+
+    def start(self, budget, sample=None, supervisor=None, supervised=None):
+        self.name, self.seen = sample.name, []
+
+    def observe(self, check):
+        self.seen.append(check.supervisor.current == self.name)
+        return False
+
+
+def test_the_stopping_rule_sees_g_prepared_for_its_own_image():
+    images = samples(2)
+    run = Solver(
+        partial(SkipNetwork, **SMALL),
+        partial(KernelMLP, hidden=64),
+        optim=OptimSettings(iterations=4, log_every=2, snapshot_every=0),
+        inputs=InputSettings(kernel_code_size=32),
+        stopping=SeesItsOwnImage(),
+        supervisor=PerImage(),
+        device=test_device(),
+    )
+    results = BatchedSolver(run).run(images, [0, 1])
+    assert [r.policy.seen for r in results] == [[True, True], [True, True]]

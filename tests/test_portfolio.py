@@ -217,33 +217,39 @@ def test_batched_candidates_equal_one_at_a_time_runs(tmp_path, monkeypatch, requ
     assert groups == [] and again["portfolio"]["chosen"] == records[2]["portfolio"]["chosen"]
 
 
-def test_arms_that_cannot_share_a_batch_run_apart(tmp_path):
-    """Another optimiser or another network architecture keeps an arm out of the others'
-    batches (said by batchable); stacking networks of two architectures is refused."""
-    from weakdeblur.batched import CandidateBatches, batchable, stack_networks
+def test_arms_that_cannot_share_a_batch_run_apart(tmp_path, monkeypatch):
+    """Another optimiser or another network keeps an arm out of the others' batches (said by
+    batchable): its candidates run in batches of their own, and the portfolio still chooses."""
+    from dataclasses import replace
+
+    from weakdeblur import batched
+    from weakdeblur.batched import batchable
 
     sample = synthetic_sample()
-    base = arm("selfdeblur", tmp_path, "solver.batch_size=2").pipeline.solver
+    base = arm("selfdeblur", tmp_path, "solver.batch_size=2")
     faster = arm("selfdeblur", tmp_path, "solver.batch_size=2", "optim.lr_image=0.02")
     wider = arm("selfdeblur", tmp_path, "solver.batch_size=2", "generator.kernel.hidden=7")
-    assert batchable([base, base], sample) is None
-    assert batchable([base, faster.pipeline.solver]) == "their optim settings differ"
-    assert batchable([base, wider.pipeline.solver]) is None  # settings alike ...
-    assert (
-        batchable([base, wider.pipeline.solver], sample) == "their networks differ"
-    )  # ... nets not
-    nets = [
-        s.kernel_generator(kernel_size=(5, 5), code_size=3) for s in (base, wider.pipeline.solver)
-    ]
-    with pytest.raises(ValueError, match="one architecture"):
-        stack_networks(nets)
-    batches = CandidateBatches([("a", base, 0), ("b", wider.pipeline.solver, 0), ("a", base, 1)])
-    solved = []
-    batches._keep = lambda keys, *args: (
-        solved.append(list(keys)) or batches._solved.update({key: (None, []) for key in keys})
-    )
-    batches._solve_group(("a", 0), sample, 0, None)
-    assert solved == [[("a", 0), ("a", 1)]]  # "b" waits for its own turn
+    solvers = [a.pipeline.solver for a in (base, faster, wider)]
+    assert batchable([solvers[0], solvers[0]], sample) is None
+    assert batchable(solvers[:2]) == "their optim settings differ"
+    assert batchable([solvers[0], solvers[2]]) is None  # settings alike ...
+    assert batchable([solvers[0], solvers[2]], sample) == "their networks differ"  # ... nets not
+    arms = [base, replace(faster, name="faster"), replace(wider, name="wider")]
+    groups: list[list[tuple[str, int]]] = []
+    arm_of = {id(a.pipeline.solver): a.name for a in arms}
+    original = batched.BatchedSolver.run
+
+    def spy(self, samples, seeds=0, **kwargs):
+        groups.append(
+            [(arm_of[id(s)], seed) for s, seed in zip(kwargs["solvers"], seeds, strict=True)]
+        )
+        return original(self, samples, seeds, **kwargs)
+
+    monkeypatch.setattr(batched.BatchedSolver, "run", spy)
+    portfolio = Portfolio(arms, [0, 1], Arbiter({"data_fit": 1.0}), tmp_path, NullTracker())
+    record = portfolio.run(sample, {"name": sample.name})
+    assert groups == [[(a.name, 0), (a.name, 1)] for a in arms]
+    assert len(record["portfolio"]["candidates"]) == 6 and record["status"] == "ok"
 
 
 def test_candidates_of_a_result_set_aside_are_reused(tmp_path: Path):

@@ -40,7 +40,8 @@ Images are grouped by (observation size, kernel size) (:func:`group_by_size`):
 exact, and no padding or masking. An image whose stopping rule fires (or whose
 loss turns non-finite) keeps the iterate chosen at that point; it stays in the
 stacked network until the whole group has stopped (its loss no longer enters
-the sum), so it only costs compute.
+the sum), so it only costs compute. Each image's ``seconds`` is its share of the batch's
+time (the batch's wall time over B), so summing them over images gives the batch's cost.
 """
 
 from __future__ import annotations
@@ -141,8 +142,8 @@ def stack_networks(networks: Sequence[nn.Module]) -> nn.Module:
     originals are left alone). Raises ``ValueError`` for a layer with
     parameters it cannot group.
     """
-    shapes = [[(n, tuple(p.shape)) for n, p in net.named_parameters()] for net in networks]
-    if any(other != shapes[0] for other in shapes[1:]):
+    signatures = [network_signature(net) for net in networks]
+    if any(other != signatures[0] for other in signatures[1:]):
         raise ValueError("stack_networks needs networks of one architecture")
     template = copy.deepcopy(networks[0])
     for name, module in list(template.named_modules()):
@@ -159,8 +160,29 @@ def stack_networks(networks: Sequence[nn.Module]) -> nn.Module:
     return template
 
 
-def architecture(solver: Solver, sample: Sample) -> list[tuple[str, tuple[int, ...]]]:
-    """The parameter names and shapes of the two networks ``solver`` builds for ``sample``
+def network_signature(network: nn.Module) -> list[tuple]:
+    """What makes two networks one architecture: every layer's name, type and plain settings
+    (an ``Upsample``'s mode, a padding, ...) and every parameter's name and shape. Stacked
+    networks run the first one's layers, so networks that differ in anything else than their
+    weights must not be stacked."""
+    plain = (bool, int, float, str, tuple, type(None))
+    layers = [
+        (
+            name,
+            type(module).__qualname__,
+            sorted(
+                (key, value)
+                for key, value in vars(module).items()
+                if not key.startswith("_") and key != "training" and isinstance(value, plain)
+            ),
+        )
+        for name, module in network.named_modules()
+    ]
+    return layers + [(name, tuple(p.shape)) for name, p in network.named_parameters()]
+
+
+def architecture(solver: Solver, sample: Sample) -> list[tuple]:
+    """The :func:`network_signature` of the two networks ``solver`` builds for ``sample``
     (built on the CPU, outside the random stream)."""
     with torch.random.fork_rng(devices=[]):
         nets = {
@@ -171,11 +193,7 @@ def architecture(solver: Solver, sample: Sample) -> list[tuple[str, tuple[int, .
                 kernel_size=sample.kernel_size, code_size=solver.inputs.kernel_code_size
             ),
         }
-    return [
-        (f"{net}.{name}", tuple(p.shape))
-        for net, module in nets.items()
-        for name, p in module.named_parameters()
-    ]
+    return [(net, network_signature(module)) for net, module in nets.items()]
 
 
 def batchable(solvers: Sequence[Solver], sample: Sample | None = None) -> str | None:
@@ -188,10 +206,9 @@ def batchable(solvers: Sequence[Solver], sample: Sample | None = None) -> str | 
         if any(getattr(other, name) != getattr(first, name) for other in solvers[1:]):
             return f"their {name} settings differ"
     if sample is not None:
-        shapes = architecture(first, sample)
-        if any(
-            architecture(other, sample) != shapes for other in solvers[1:] if other is not first
-        ):
+        distinct = list({id(solver): solver for solver in solvers}.values())
+        shapes = architecture(distinct[0], sample)
+        if any(architecture(other, sample) != shapes for other in distinct[1:]):
             return "their networks differ"
     return None
 
@@ -221,7 +238,8 @@ class _Track:
 
     def __init__(self, sample: Sample, solver: Solver, started: float):
         self.sample, self.solver, self.started = sample, solver, started
-        self.stopping: StoppingPolicy = copy.deepcopy(solver.stopping)
+        self.policy: StoppingPolicy = copy.deepcopy(solver.stopping)  # this image's own rule
+        self.stopping = self.policy  # what observes it: the rule, or its stand-in (gate)
         self.active = True
         self.history: list[dict[str, float]] = []
         self.last_finite: tuple | None = None
@@ -269,22 +287,22 @@ class BatchedSolver:
                 warm start and physics it uses (default: this one for all); they must be
                 :func:`batchable` and their networks of one architecture.
         """
-        solver = self.solver
-        settings, inputs, speed = solver.optim, solver.inputs, solver.speed
-        budget, device = settings.iterations, solver.device
         count = len(samples)
         seeds = [seeds] * count if isinstance(seeds, int) else list(seeds)
         evaluate = list(evaluate) if evaluate is not None else [None] * count
-        solvers = list(solvers) if solvers is not None else [solver] * count
+        solvers = list(solvers) if solvers is not None else [self.solver] * count
         if not (len(seeds) == len(evaluate) == len(solvers) == count) or count == 0:
             raise ValueError(
                 "one seed (evaluate callback, solver) per sample, and at least one sample"
             )
         if len({size_key(sample) for sample in samples}) != 1:
             raise ValueError("a batch needs one image size and one kernel size (group_by_size)")
-        reason = batchable([solver, *solvers])
+        reason = batchable(solvers)
         if reason is not None:
             raise ValueError(f"these solvers cannot share a batch: {reason}")
+        solver = solvers[0]  # the shared settings: batchable checked that they agree
+        settings, inputs, speed = solver.optim, solver.inputs, solver.speed
+        budget, device = settings.iterations, solver.device
         speed.configure(device)
         started = time.perf_counter()
         # per-image set-up, in the order (and with the random draws) of Solver.run
@@ -346,7 +364,10 @@ class BatchedSolver:
                     on_log,
                     evaluate[index],
                 )
-        return [self._finish(track) for track in tracks]
+        # each image's cost is its share of the batch's time (the sum over images is the batch's)
+        results = [self._finish(track) for track in tracks]
+        # each image is charged its share of the batch's time (the images' sum is the batch's)
+        return [replace(result, seconds=result.seconds / count) for result in results]
 
     def _start(self, sample: Sample, seed: int, solver: Solver, started: float):
         """One image's start, with the random draws of :meth:`Solver.run`: its track (supervisor
@@ -381,7 +402,7 @@ class BatchedSolver:
             track.kernel_start = solver.kernel_start(kernel_net, kernel_code, sample, supervisor)
         try:
             track.stopping = start_policy(
-                track.stopping,
+                track.policy,
                 solver.optim.iterations,
                 sample,
                 supervisor,
@@ -401,7 +422,8 @@ class BatchedSolver:
 
     def _losses(self, track: _Track, iteration: int, latent, kernel):
         """One image's loss terms at ``iteration`` (by name) and its ŷ, as in :meth:`Solver.run`."""
-        solver, budget = track.solver, self.solver.optim.iterations
+        solver = track.solver
+        budget = solver.optim.iterations
         supervisor, observed = solver.supervisor, track.observed
         with solver.speed.autocast(solver.device):
             blurred = solver.physics(latent, kernel).to(observed.dtype)
@@ -442,7 +464,8 @@ class BatchedSolver:
         evaluate,
     ) -> None:
         """Solver.run's logging / checking step for one image of the batch."""
-        settings, stopping, budget = self.solver.optim, track.stopping, self.solver.optim.iterations
+        settings, stopping = track.solver.optim, track.stopping
+        budget = settings.iterations
         kernel_size = track.sample.kernel_size
         log_now = completed % settings.log_every == 0 or completed == budget
         check_now = completed % stopping.check_every == 0
@@ -457,6 +480,9 @@ class BatchedSolver:
         track.last_finite = (completed, image.clone(), kernel_d.clone(), blurred_d.clone())
         stop = False
         if check_now:
+            supervisor = track.solver.supervisor
+            if supervisor is not None:  # g's state is per image (the map g's y, x̄, k̄)
+                supervisor.prepare(track.sample)
             stop = stopping.observe(
                 Check(
                     completed,
@@ -506,6 +532,7 @@ class BatchedSolver:
                 track.supervised,
             )
         track.result.gate, track.result.kernel_start = track.gate, track.kernel_start
+        track.result.policy = track.policy
         return track.result
 
 
@@ -526,7 +553,7 @@ class _GroupedRuns:
     def _keep(self, keys: Sequence, samples: Sequence[Sample], seeds, evaluate, solvers=None):
         """Solve ``samples`` as one batch and keep each result and its log under its key."""
         records: list[list[LogRecord]] = [[] for _ in keys]
-        results = BatchedSolver(self.solver).run(
+        results = BatchedSolver(solvers[0] if solvers else self.solver).run(
             samples,
             seeds,
             on_log=lambda index, record: records[index].append(record),
@@ -616,13 +643,15 @@ class CandidateBatches(_GroupedRuns):
 
     Each arm's pipeline gets the solve hook :meth:`solve_for` (called once per seed as
     :meth:`Solver.run` would be). The first call for a candidate not solved yet fits it
-    together with the next ``pending`` candidates (up to its solver's ``speed.batch_size``) whose solvers are
-    :func:`batchable` with its own, as one batch, each candidate with its own arm's solver
+    together with the next ``pending`` candidates (up to its solver's ``speed.batch_size``)
+    whose solvers are :func:`batchable` with its own, as one batch, each candidate with its own arm's solver
     (losses, supervisor, stopping rule): the seeds of one arm, and the arms that differ only in
     what they add to the loss and when they stop (``selfdeblur`` beside ``weak_rec_es``). The
     others' results and log records are kept and handed over, in order, on their own calls.
     Each candidate gets the update it would get alone (:class:`BatchedSolver`), so the
-    candidates equal one-at-a-time runs up to float round-off.
+    candidates equal one-at-a-time runs up to float round-off. A batch is fitted on the sample
+    and with the ``evaluate`` callback of the call that starts it: the candidates of one image
+    share both (their samples differ only in their names).
 
     Args:
         pending: the candidates the caller will ask for, in its order (not the ones it reuses),
@@ -635,6 +664,17 @@ class CandidateBatches(_GroupedRuns):
         super().__init__(pending[0][1])
         self.pending = [(arm, seed) for arm, _, seed in pending]
         self.solvers = {arm: solver for arm, solver, _ in pending}
+        self._fits: dict[tuple[str, str], bool] = {}  # (arm, arm) -> may share a batch
+
+    def run(self, *args, **kwargs) -> Result:
+        raise TypeError("CandidateBatches answers per arm: use solve_for(arm) as the solve hook")
+
+    def fits(self, arm: str, other: str, sample: Sample) -> bool:
+        """Whether candidates of ``arm`` and ``other`` may share a batch (:func:`batchable`)."""
+        if (arm, other) not in self._fits:
+            pair = [self.solvers[arm], self.solvers[other]]
+            self._fits[arm, other] = arm == other or batchable(pair, sample) is None
+        return self._fits[arm, other]
 
     def solve_for(self, arm: str) -> Callable[..., Result]:
         """``arm``'s solve hook, called as :meth:`Solver.run`."""
@@ -650,10 +690,7 @@ class CandidateBatches(_GroupedRuns):
         for other in later:
             if len(group) >= solver.speed.batch_size:
                 break
-            if (
-                other not in self._solved
-                and batchable([solver, self.solvers[other[0]]], sample) is None
-            ):
+            if other not in self._solved and self.fits(key[0], other[0], sample):
                 group.append(other)
         self._keep(
             group,

@@ -84,6 +84,10 @@ class Result:
     supervised_kernel: torch.Tensor | None = None  # k̄ when g estimates a kernel (supervisor=map)
     gate: dict[str, float | bool] | None = None  # the reliability gate's verdict on g, if any
     kernel_start: dict[str, float] | None = None  # the warm start's fit of G_k to k̄, if any
+    # the stopping rule (a weakdeblur.stopping.StoppingPolicy, which imports this module) that
+    # observed this run where it is not the solver's own object (a batched run's copy per
+    # image); None: the solver's ``stopping``
+    policy: object | None = None
 
 
 def error_cause(

@@ -95,22 +95,22 @@ class ImagePipeline:
 
     def _stopping(self, sample: Sample, result: Result, psnr: float | None) -> dict[str, Any]:
         """How the stopping rule did (and every rule of a panel, as if alone)."""
-        solver = self.solver
-        iterations = solver.optim.iterations
+        iterations = self.solver.optim.iterations
+        stopping = result.policy if result.policy is not None else self.solver.stopping
         entries = stopping_record(
-            result.history, iterations, result.iterations, psnr, solver.stopping.name
+            result.history, iterations, result.iterations, psnr, stopping.name
         )
-        if isinstance(solver.stopping, PolicyPanel):
+        if isinstance(stopping, PolicyPanel):
             entries["panel"] = panel_records(
-                solver.stopping.decisions(),
+                stopping.decisions(),
                 self.evaluator.progress(sample),
                 result.history,
                 iterations,
                 result.seconds,
                 result.iterations,
             )
-            if solver.stopping.unavailable:  # rules that could not run on this image
-                entries["panel_left_out"] = dict(solver.stopping.unavailable)
+            if stopping.unavailable:  # rules that could not run on this image
+                entries["panel_left_out"] = dict(stopping.unavailable)
         return entries
 
     def _with_supervisor(self, sample: Sample, result: Result, record: dict[str, Any]) -> Result:

@@ -215,7 +215,8 @@ class Portfolio:
         """Each arm's solve hook that fits the image's candidates still to run in batches of
         its ``solver.batch_size`` (:class:`~weakdeblur.batched.CandidateBatches`); none for an
         arm with ``batch_size`` 1 or under pruning (its candidates are judged at the rungs
-        against the ones before them), and none at all when fewer than two would batch."""
+        against the ones before them), and none at all when fewer than two candidates are
+        pending. Candidates whose arms cannot share a batch run in batches of their own."""
         pending = [
             (arm.name, arm.pipeline.solver, seed)
             for arm in self.arms

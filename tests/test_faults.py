@@ -197,6 +197,8 @@ OPTIM_KEYS = "gamma, iterations, log_every, lr_image, lr_kernel, milestones, sna
         ),
         (["seed=-1"], "seed must be a whole number in [0, 2^63); got -1"),
         (["optim.lr_image=0"], "optim.lr_image must be a number > 0; got 0"),
+        (["solver.batch_size=0"], "solver.batch_size must be a whole number >= 1; got 0"),
+        (["solver.bf16=maybe"], "solver.bf16 must be true, false or auto; got 'maybe'"),
         (
             ["+exp=weak_only", "loss.terms.weak.weight=-0.1"],
             "loss.terms.weak.weight must be a number >= 0; got -0.1",

@@ -37,6 +37,8 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from weakdeblur.speed import COMPILE_MODES
+
 EXIT_USAGE = 2
 
 
@@ -225,6 +227,10 @@ VALUE_RULES: list[Rule] = [
         "a fraction in (0, 1] (1: score the candidates at the rungs, give none up)",
     ),
     ("metrics.max_shift", lambda v: _number(v) and v >= 0, "a number >= 0"),
+    ("solver.batch_size", lambda v: _whole(v, 1), "a whole number >= 1"),
+    ("solver.bf16", lambda v: v in (True, False, "auto"), "true, false or auto"),
+    ("solver.channels_last", lambda v: v in (True, False, "auto"), "true, false or auto"),
+    ("solver.compile_mode", lambda v: v in COMPILE_MODES, "one of " + ", ".join(COMPILE_MODES)),
 ]
 
 

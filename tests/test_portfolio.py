@@ -150,6 +150,23 @@ def test_portfolio_runs_every_candidate_keeps_them_and_reuses_them(tmp_path: Pat
     assert again["portfolio"]["candidates"] == record["portfolio"]["candidates"]
 
 
+def batch_groups(monkeypatch, arm_of: dict[int, str]) -> list[list[tuple[str, int]]]:
+    """The batches BatchedSolver is asked to fit, as (arm, seed) lists (``arm_of``: solver id
+    to arm name), recorded from now on."""
+    from weakdeblur import batched
+
+    groups: list[list[tuple[str, int]]] = []
+    original = batched.BatchedSolver.run
+
+    def spy(self, samples, seeds=0, **kwargs):
+        pairs = zip(kwargs["solvers"], seeds, strict=True)
+        groups.append([(arm_of[id(solver)], seed) for solver, seed in pairs])
+        return original(self, samples, seeds, **kwargs)
+
+    monkeypatch.setattr(batched.BatchedSolver, "run", spy)
+    return groups
+
+
 def test_batched_candidates_equal_one_at_a_time_runs(tmp_path, monkeypatch, request):
     """solver.batch_size=2: the image's pending candidates are fitted two at a time, across
     arms (selfdeblur seeds 0 and 1; selfdeblur 2 with weak_rec_es 0, each with its own losses,
@@ -157,19 +174,8 @@ def test_batched_candidates_equal_one_at_a_time_runs(tmp_path, monkeypatch, requ
     one-at-a-time runs up to float round-off; a resumed portfolio batches only what is left."""
     import shutil
 
-    from weakdeblur import batched
-
-    groups: list[list[tuple[str, int]]] = []
     arm_of: dict[int, str] = {}
-    original = batched.BatchedSolver.run
-
-    def spy(self, samples, seeds=0, **kwargs):
-        groups.append(
-            [(arm_of[id(s)], seed) for s, seed in zip(kwargs["solvers"], seeds, strict=True)]
-        )
-        return original(self, samples, seeds, **kwargs)
-
-    monkeypatch.setattr(batched.BatchedSolver, "run", spy)
+    groups = batch_groups(monkeypatch, arm_of)
     # float64: float32 Adam turns the summation-order round-off of a batch into ~1e-2 within a
     # few iterations (tests/test_batched.py); in float64 the two agree to 1e-6
     previous = torch.get_default_dtype()
@@ -222,7 +228,6 @@ def test_arms_that_cannot_share_a_batch_run_apart(tmp_path, monkeypatch):
     batchable): its candidates run in batches of their own, and the portfolio still chooses."""
     from dataclasses import replace
 
-    from weakdeblur import batched
     from weakdeblur.batched import batchable
 
     sample = synthetic_sample()
@@ -235,17 +240,7 @@ def test_arms_that_cannot_share_a_batch_run_apart(tmp_path, monkeypatch):
     assert batchable([solvers[0], solvers[2]]) is None  # settings alike ...
     assert batchable([solvers[0], solvers[2]], sample) == "their networks differ"  # ... nets not
     arms = [base, replace(faster, name="faster"), replace(wider, name="wider")]
-    groups: list[list[tuple[str, int]]] = []
-    arm_of = {id(a.pipeline.solver): a.name for a in arms}
-    original = batched.BatchedSolver.run
-
-    def spy(self, samples, seeds=0, **kwargs):
-        groups.append(
-            [(arm_of[id(s)], seed) for s, seed in zip(kwargs["solvers"], seeds, strict=True)]
-        )
-        return original(self, samples, seeds, **kwargs)
-
-    monkeypatch.setattr(batched.BatchedSolver, "run", spy)
+    groups = batch_groups(monkeypatch, {id(a.pipeline.solver): a.name for a in arms})
     portfolio = Portfolio(arms, [0, 1], Arbiter({"data_fit": 1.0}), tmp_path, NullTracker())
     record = portfolio.run(sample, {"name": sample.name})
     assert groups == [[(a.name, 0), (a.name, 1)] for a in arms]

@@ -664,17 +664,22 @@ class CandidateBatches(_GroupedRuns):
         super().__init__(pending[0][1])
         self.pending = [(arm, seed) for arm, _, seed in pending]
         self.solvers = {arm: solver for arm, solver, _ in pending}
-        self._fits: dict[tuple[str, str], bool] = {}  # (arm, arm) -> may share a batch
+        self._architectures: dict[str, list[tuple]] = {}  # arm -> its networks' signature
 
     def run(self, *args, **kwargs) -> Result:
         raise TypeError("CandidateBatches answers per arm: use solve_for(arm) as the solve hook")
 
     def fits(self, arm: str, other: str, sample: Sample) -> bool:
-        """Whether candidates of ``arm`` and ``other`` may share a batch (:func:`batchable`)."""
-        if (arm, other) not in self._fits:
-            pair = [self.solvers[arm], self.solvers[other]]
-            self._fits[arm, other] = arm == other or batchable(pair, sample) is None
-        return self._fits[arm, other]
+        """Whether candidates of ``arm`` and ``other`` may share a batch (:func:`batchable`;
+        each arm's networks are built once to compare them)."""
+        if arm == other:
+            return True
+        if batchable([self.solvers[arm], self.solvers[other]]) is not None:
+            return False
+        for name in (arm, other):
+            if name not in self._architectures:
+                self._architectures[name] = architecture(self.solvers[name], sample)
+        return self._architectures[arm] == self._architectures[other]
 
     def solve_for(self, arm: str) -> Callable[..., Result]:
         """``arm``'s solve hook, called as :meth:`Solver.run`."""

@@ -373,7 +373,7 @@ class BatchedSolver:
         """One image's start, with the random draws of :meth:`Solver.run`: its track (supervisor
         output, gate, terms, warm start, stopping rule, noise generator), its two networks and
         its two codes, as ``(track, G_x, G_k, z_x, z_k)``."""
-        inputs, speed, device = solver.inputs, solver.speed, solver.device
+        inputs, device = solver.inputs, solver.device
         supervisor, kernel_size = solver.supervisor, sample.kernel_size
         torch.manual_seed(seed)
         y = sample.blurry.to(device)
@@ -388,16 +388,7 @@ class BatchedSolver:
         kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
         track = _Track(sample, solver, started)
         track.observed, track.fidelity = y, solver.fidelity.to(device)
-        if supervisor is not None:
-            supervisor.to(device)
-            supervisor.prepare(sample)
-            with speed.constants():
-                track.supervised = supervisor(y).detach().clone()
-        terms, track.gate = solver.gated_terms(sample, supervisor)
-        track.terms = copy.deepcopy(terms)
-        for term in track.terms:
-            term.to(device)
-            term.prepare(sample, y, supervisor, track.supervised)
+        track.supervised, track.terms, track.gate = solver.supervise(sample, y, copy_terms=True)
         if solver.kernel_start is not None and trusted(track.gate):
             track.kernel_start = solver.kernel_start(kernel_net, kernel_code, sample, supervisor)
         try:
@@ -427,27 +418,21 @@ class BatchedSolver:
         supervisor, observed = solver.supervisor, track.observed
         with solver.speed.autocast(solver.device):
             blurred = solver.physics(latent, kernel).to(observed.dtype)
-        losses = {"fidelity": track.fidelity(blurred, observed, iteration, budget)}
-        if track.terms:
-            if supervisor is not None:
-                supervisor.prepare(track.sample)
-            state = IterationState(
-                iteration,
-                budget,
-                track.sample,
-                observed,
-                latent,
-                crop_to_observed(latent, track.sample.kernel_size),
-                kernel,
-                blurred,
-                supervisor,
-                track.supervised,
-            )
-            for term in track.terms:
-                value = term(state)
-                if value is not None:
-                    losses[term.name] = value
-        return losses, blurred
+        if track.terms and supervisor is not None:
+            supervisor.prepare(track.sample)  # g serves every image of the batch in turn
+        state = IterationState(
+            iteration,
+            budget,
+            track.sample,
+            observed,
+            latent,
+            crop_to_observed(latent, track.sample.kernel_size),
+            kernel,
+            blurred,
+            supervisor,
+            track.supervised,
+        )
+        return Solver.objective(state, track.fidelity, track.terms), blurred
 
     def _bookkeep(
         self,

@@ -24,6 +24,7 @@ reports to callbacks only at logging steps (the only host synchronisation).
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -238,17 +239,8 @@ class Solver:
             kernel_code = inputs.code_scale * torch.rand(inputs.kernel_code_size, device=device)
         fidelity = self.fidelity.to(device)
         follow_reference_arithmetic(fidelity, seed_mode == "reference")
-        supervisor, supervised = self.supervisor, None
-        if supervisor is not None:
-            supervisor.to(device)
-            supervisor.prepare(sample)
-            with speed.constants():
-                supervised = supervisor(observed).detach()
-            supervised = supervised.clone()  # a normal tensor: autograd may save it
-        terms, verdict = self.gated_terms(sample, supervisor)
-        for term in terms:
-            term.to(device)
-            term.prepare(sample, observed, supervisor, supervised)
+        supervisor = self.supervisor
+        supervised, terms, verdict = self.supervise(sample, observed)
         fit = None
         if self.kernel_start is not None and trusted(verdict):
             fit = self.kernel_start(kernel_net, kernel_code, sample, supervisor)
@@ -286,10 +278,8 @@ class Solver:
             # under bf16 autocast the networks' outputs are bf16: every loss, the SSIM, the
             # stopping statistics and the metrics see y's dtype (float32); a no-op otherwise
             latent, kernel, blurred = (t.to(observed.dtype) for t in (latent, kernel, blurred))
-            losses = {"fidelity": fidelity(blurred, observed, iteration, budget)}
-            state = None
-            if terms:
-                state = IterationState(
+            losses = self.objective(
+                IterationState(
                     iteration,
                     budget,
                     sample,
@@ -300,11 +290,10 @@ class Solver:
                     blurred,
                     supervisor,
                     supervised,
-                )
-                for term in terms:
-                    value = term(state)
-                    if value is not None:
-                        losses[term.name] = value
+                ),
+                fidelity,
+                terms,
+            )
             total = sum(losses.values())
             total.backward()
             optimizer.step()
@@ -369,6 +358,43 @@ class Solver:
         )
         result.gate, result.kernel_start = verdict, fit
         return result
+
+    def supervise(
+        self, sample: Sample, observed: torch.Tensor, copy_terms: bool = False
+    ) -> tuple[torch.Tensor | None, list[LossTerm], dict | None]:
+        """Prepare the supervision of one image: g's output x̄ = g(y) (detached, ``None``
+        without g), the loss terms the gate keeps, each prepared for this image, and the
+        gate's verdict. ``copy_terms`` prepares copies of the solver's terms, so that several
+        images can hold theirs at once (batched runs)."""
+        supervisor, supervised = self.supervisor, None
+        if supervisor is not None:
+            supervisor.to(self.device)
+            supervisor.prepare(sample)
+            with self.speed.constants():
+                supervised = supervisor(observed).detach()
+            supervised = supervised.clone()  # a normal tensor: autograd may save it
+        terms, verdict = self.gated_terms(sample, supervisor)
+        if copy_terms:
+            terms = copy.deepcopy(terms)
+        for term in terms:
+            term.to(self.device)
+            term.prepare(sample, observed, supervisor, supervised)
+        return supervised, terms, verdict
+
+    @staticmethod
+    def objective(
+        state: IterationState, fidelity: FidelityLoss, terms: Sequence[LossTerm]
+    ) -> dict[str, torch.Tensor]:
+        """The objective's terms at one iteration, by name: the data fit L_fid(ŷ, y), then
+        every term that answers (a term may return ``None`` outside its schedule)."""
+        losses = {
+            "fidelity": fidelity(state.blurred, state.observed, state.iteration, state.budget)
+        }
+        for term in terms:
+            value = term(state)
+            if value is not None:
+                losses[term.name] = value
+        return losses
 
     def gated_terms(
         self, sample: Sample, supervisor: Supervisor | None

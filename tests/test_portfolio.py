@@ -336,7 +336,8 @@ def test_pruning_halves_each_rung_in_the_order_candidates_come(tmp_path: Path):
     )
     record = portfolio.run(sample, {"name": sample.name})
     listed = record["portfolio"]["candidates"]
-    assert record["portfolio"]["pruning"] == {"at": [0.5], "keep": 0.5}
+    summary = record["portfolio"]["pruning"]
+    assert (summary["at"], summary["keep"]) == ([0.5], 0.5)
     folders = tmp_path / sample.name / "candidates"
     stored = [
         json.loads((folders / f"selfdeblur-seed{s}" / "metrics.json").read_text()) for s in seeds
@@ -349,6 +350,9 @@ def test_pruning_halves_each_rung_in_the_order_candidates_come(tmp_path: Path):
         assert entry["iterations"] == (2 if pruned else 4)
         assert ("pruned_at" in listed[j]) == pruned and ("total" in listed[j]) != pruned
     assert "pruned_at" not in stored[0]  # the first always goes on
+    given_up = [j for j, entry in enumerate(stored) if "pruned_at" in entry]
+    assert summary["pruned"] == [listed[j]["name"] for j in given_up]
+    assert summary["iterations_saved"] == 2 * len(given_up)  # each stopped at 2 of 4
     assert 0 < sum("pruned_at" in entry for entry in stored) < len(seeds)
     chosen = next(c for c in listed if c["name"] == record["portfolio"]["chosen"])
     assert "pruned_at" not in chosen
@@ -517,6 +521,11 @@ def test_an_override_that_an_arm_cannot_take_is_one_line(tmp_path: Path, overrid
         ("portfolio.prune_at=0.5", "portfolio.prune_at: a list of fractions"),
         ("portfolio.prune_at=[0.6,0.3]", "portfolio.prune_at: increasing fractions"),
         ("portfolio.keep=1", "portfolio.keep=1 scores the candidates at the rungs"),
+        (  # 10 iterations: both fractions round to iteration 3
+            "portfolio.prune_at=[0.3,0.34] optim.iterations=10",
+            "puts rungs at iterations [3, 3] of optim.iterations=10",
+        ),
+        ("portfolio.prune_at=[0.96] optim.iterations=10", "before the end of the budget"),
         ("portfolio.supervisor_candidate=no", "portfolio.supervisor_candidate: true or false"),
         ("arbiter.prefer=[nope]", "arbiter.prefer: unknown arm 'nope'; choose from"),
         ("arbiter.prefer=weak_rec_es", "arbiter.prefer: a list of arms"),
@@ -531,7 +540,7 @@ def test_bad_portfolio_settings_are_refused_before_any_work(override, message):
     from weakdeblur.runtime.preflight import PreflightError, check_settings
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["+exp=portfolio", override])
+        cfg = compose(config_name="config", overrides=["+exp=portfolio", *override.split()])
         with pytest.raises(PreflightError) as refused:
             check_settings(cfg)
     assert message in str(refused.value) and "\n" not in str(refused.value)
@@ -773,8 +782,13 @@ def test_pruning_replay_on_the_command_line(tmp_path: Path, capsys):
     assert "rungs at [0.5] of each pruned arm's budget" in shown
     (row,) = [line.split() for line in shown.splitlines() if line.split()[:1] == ["0.01"]]
     assert row[1:4] == ["1", str(len(expected)), f"{strict['totals']['saved']:.0%}"]
+    plain = tmp_path / "plain"  # a run folder that is not a portfolio
+    (plain / ".hydra").mkdir(parents=True)
+    (plain / ".hydra" / "config.yaml").write_text("experiment: selfdeblur\n")
     for argv, message in [
         ([str(tmp_path)], "not a weakdeblur.run folder"),
+        ([str(tmp_path / "nowhere")], "no such folder"),
+        ([str(plain)], "not a portfolio run (+exp=portfolio)"),
         ([str(out), "--keep", "0"], "fractions in (0, 1]"),
     ]:
         with pytest.raises(SystemExit):

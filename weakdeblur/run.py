@@ -392,7 +392,10 @@ def run_images(cfg: DictConfig, output_dir: Path) -> int:
             records.append(record)
         current = None
     except KeyboardInterrupt:
-        log.error("interrupted during %s; finished images are kept", current)
+        kept = "finished images and candidates" if portfolio is not None else "finished images"
+        log.error(
+            "interrupted during %s; %s are kept: rerun the same command to resume", current, kept
+        )
         if current is not None and all(record["name"] != current for record in records):
             record = {
                 "name": current,

@@ -163,9 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the figures here too")
     arguments = parser.parse_args(argv)
     config_file = arguments.run / ".hydra" / "config.yaml"
+    if not arguments.run.exists():
+        parser.error(f"no such folder: {arguments.run}")
     if not config_file.is_file():
         parser.error(f"not a weakdeblur.run folder (no .hydra/config.yaml): {arguments.run}")
     cfg = OmegaConf.load(config_file)
+    if cfg.get("portfolio") is None:
+        parser.error(f"not a portfolio run (+exp=portfolio): {arguments.run}")
     fractions = list(cfg.portfolio.get("prune_at") or [])
     if not fractions or cfg.portfolio.get("keep") != 1:
         parser.error(

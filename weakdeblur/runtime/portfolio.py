@@ -280,7 +280,13 @@ class Portfolio:
         record["rung_scores"] = scored
         if pruned_at is not None:
             record["pruned_at"] = pruned_at
-            log.info("%s: pruned at iteration %d", sample.name, pruned_at)
+            log.info(
+                "%s: pruned at iteration %d of %d (outside the best %g at its rung)",
+                record["name"],
+                pruned_at,
+                budget,
+                self.pruning.keep,
+            )
         return record, result
 
     def supervisor_outcomes(self, sample: Sample, outcomes: list[Outcome]) -> list[Outcome]:
@@ -389,17 +395,27 @@ class Portfolio:
                 "chosen_arm": winner.record.get("arm"),
                 "chosen_seed": winner.record.get("seed"),  # the image's `seed` is the first one
                 "criteria": dict(self.arbiter.criteria),
-                **(
-                    {"pruning": {"at": self.pruning.fractions, "keep": self.pruning.keep}}
-                    if self.pruning is not None
-                    else {}
-                ),
+                **({"pruning": self.pruning_summary(outcomes)} if self.pruning else {}),
                 "reason": choice.reason,
                 "candidates": candidates,
             },
         }
         log.info("%s: the arbiter chose %s (%s)", sample.name, winner.candidate.name, choice.reason)
         return record, replace(winner.result, name=sample.name, **spent)
+
+    def pruning_summary(self, outcomes: list[Outcome]) -> dict[str, Any]:
+        """The image's pruning: the rungs, ``keep``, the candidates given up and the
+        iterations their budgets had left when they stopped."""
+        budgets = {arm.name: arm.pipeline.solver.optim.iterations for arm in self.arms}
+        pruned = [o for o in outcomes if o.record.get("pruned_at") is not None]
+        return {
+            "at": self.pruning.fractions,
+            "keep": self.pruning.keep,
+            "pruned": [o.candidate.name for o in pruned],
+            "iterations_saved": sum(
+                budgets[o.record["arm"]] - int(o.record["pruned_at"]) for o in pruned
+            ),
+        }
 
     def close(self) -> None:
         """Close every arm's trackers (the image's own belong to the caller)."""

@@ -356,6 +356,7 @@ def check_portfolio(cfg: DictConfig) -> None:
             )
         return
     from weakdeblur.arbiter import CRITERIA, DEFAULT_CRITERIA, POPULATION_CRITERIA
+    from weakdeblur.runtime.portfolio import Pruning
 
     unknown = sorted(set(portfolio.keys()) - set(PORTFOLIO_KEYS))
     if unknown:
@@ -382,6 +383,15 @@ def check_portfolio(cfg: DictConfig) -> None:
         )
     if list(prune_at) != sorted(set(prune_at)):
         raise PreflightError(f"portfolio.prune_at: increasing fractions; got {list(prune_at)}")
+    iterations = (cfg.get("optim") or {}).get("iterations")
+    if prune_at and _number(iterations) and all(_number(f) for f in prune_at):
+        rungs = Pruning(list(prune_at)).rungs(int(iterations))
+        if len(set(rungs)) != len(rungs) or rungs[-1] >= iterations:
+            raise PreflightError(
+                f"portfolio.prune_at={list(prune_at)} puts rungs at iterations {rungs} of "
+                f"optim.iterations={iterations}: each rung needs an iteration of its own, "
+                "before the end of the budget"
+            )
     if portfolio.get("keep") == 1 and not prune_at:
         raise PreflightError(
             "portfolio.keep=1 scores the candidates at the rungs of portfolio.prune_at, "

@@ -395,7 +395,7 @@ class Portfolio:
                 "chosen_arm": winner.record.get("arm"),
                 "chosen_seed": winner.record.get("seed"),  # the image's `seed` is the first one
                 "criteria": dict(self.arbiter.criteria),
-                **({"pruning": self.pruning_summary(outcomes)} if self.pruning else {}),
+                **({"pruning": self.pruning_summary(outcomes)} if self.pruning is not None else {}),
                 "reason": choice.reason,
                 "candidates": candidates,
             },
@@ -405,16 +405,14 @@ class Portfolio:
 
     def pruning_summary(self, outcomes: list[Outcome]) -> dict[str, Any]:
         """The image's pruning: the rungs, ``keep``, the candidates given up and the
-        iterations their budgets had left when they stopped."""
-        budgets = {arm.name: arm.pipeline.solver.optim.iterations for arm in self.arms}
+        iterations their budgets had left when they stopped (each candidate's own
+        ``iterations_saved``)."""
         pruned = [o for o in outcomes if o.record.get("pruned_at") is not None]
         return {
             "at": self.pruning.fractions,
             "keep": self.pruning.keep,
             "pruned": [o.candidate.name for o in pruned],
-            "iterations_saved": sum(
-                budgets[o.record["arm"]] - int(o.record["pruned_at"]) for o in pruned
-            ),
+            "iterations_saved": sum(int(o.record["iterations_saved"]) for o in pruned),
         }
 
     def close(self) -> None:

@@ -124,13 +124,38 @@ def test_command_runs_as_written(where, module, arguments, composer, capsys, mon
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+def heading_anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a Markdown page's headings: lower case, punctuation other than '-'
+    and '_' dropped, spaces to '-', a repeated anchor suffixed -1, -2, ..."""
+    anchors: set[str] = set()
+    for line in FENCE.sub("", page.read_text()).splitlines():
+        if match := re.match(r"#{1,6}\s+(.*?)\s*#*$", line):
+            slug = re.sub(r"[^\w\- ]", "", match.group(1).lower()).replace(" ", "-")
+            anchor, n = slug, 0
+            while anchor in anchors:
+                n += 1
+                anchor = f"{slug}-{n}"
+            anchors.add(anchor)
+    return anchors
+
+
 def test_relative_links_resolve():
     broken = []
     for page in PAGES:
         for target in LINK.findall(page.read_text()):
-            if re.match(r"[a-z]+:", target) or target.startswith("#"):
+            if re.match(r"[a-z]+:", target):
                 continue
-            path = target.split("#")[0]
-            if path and not (page.parent / path).exists():
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path) if path else page
+            if linked.is_dir() and anchor:  # a folder's anchors are those of its README
+                linked = linked / "README.md"
+            if not linked.exists():
                 broken.append(f"{page.relative_to(PROJECT)}: {target}")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+                broken.append(f"{page.relative_to(PROJECT)}: {target} (no such heading)")
     assert not broken
+
+
+def test_heading_anchors_follow_github():
+    page = PROJECT / "docs" / "portfolio.md"
+    assert "pruning-while-running-portfolioprune_at" in heading_anchors(page)

@@ -395,12 +395,13 @@ def test_pruning_refuses_a_criterion_that_compares_candidates():
     from weakdeblur.runtime.preflight import PreflightError, check_settings
 
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(
-            config_name="config",
-            overrides=["+exp=portfolio", "arbiter=combined", "portfolio.prune_at=[0.3]"],
-        )
-        with pytest.raises(PreflightError, match="kernel_disagreement compares candidates"):
-            check_settings(cfg)
+        for arbiter in ("combined", "kernel_agreement"):
+            cfg = compose(
+                config_name="config",
+                overrides=["+exp=portfolio", f"arbiter={arbiter}", "portfolio.prune_at=[0.3]"],
+            )
+            with pytest.raises(PreflightError, match="kernel_disagreement compares candidates"):
+                check_settings(cfg)
         for bad in ("portfolio.prune_at=[1.5]", "portfolio.keep=1.5"):
             cfg = compose(config_name="config", overrides=["+exp=portfolio", bad])
             with pytest.raises(PreflightError, match="portfolio"):

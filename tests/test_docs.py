@@ -6,6 +6,7 @@ accept ``--help`` and parse the page's arguments (stopped right after parsing). 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import re
 import shlex
@@ -124,6 +125,7 @@ def test_command_runs_as_written(where, module, arguments, composer, capsys, mon
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
+@functools.cache  # each page parsed once, however many links point into it
 def heading_anchors(page: Path) -> set[str]:
     """GitHub's anchors of a Markdown page's headings: lower case, punctuation other than '-'
     and '_' dropped, spaces to '-', a repeated anchor suffixed -1, -2, ..."""

@@ -14,7 +14,20 @@ endif
 
 .PHONY: install run test test-all bench time-to-result gpu-check lint clean
 
+# A fresh .venv measured 5.9 GB (6.1 GB at its peak while installing): torch's CUDA build with its
+# NVIDIA libraries and triton, which pip takes even on a CPU-only machine. Checked before a first
+# install (no importable torch yet), so that a full disk ends in one line, not in pip's OSError.
+INSTALL_NEEDS_MB ?= 6500
+VENV_DISK = $(dir $(abspath $(VENV)))
+
 $(VENV)/.installed: pyproject.toml
+	@if ! $(PYTHON) -c "import torch" 2>/dev/null; then \
+	  mkdir -p "$(VENV_DISK)"; free_mb=$$(df -Pm "$(VENV_DISK)" | awk 'NR==2 {print $$4}'); \
+	  if [ "$$free_mb" -lt "$(INSTALL_NEEDS_MB)" ] 2>/dev/null; then \
+	    echo "make install: $$free_mb MB free under $(VENV_DISK), but a first install needs about $(INSTALL_NEEDS_MB) MB (torch's CUDA build with its NVIDIA libraries, 5.9 GB even on a CPU-only machine); free some space, or put the environment on a larger disk with VENV=PATH" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	touch $@

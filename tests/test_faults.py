@@ -591,6 +591,26 @@ def test_output_folder_not_writable_one_line_exit_2_before_any_work(tmp_path):
         assert not list(readonly.iterdir())
 
 
+def test_make_install_on_a_too_full_disk_is_one_line_before_pip(tmp_path):
+    """A first install needs ~6 GB (torch's CUDA build); short of it, make says so, not pip."""
+    venv = tmp_path / "venv"
+    done = subprocess.run(
+        ["make", "--no-print-directory", "install", f"VENV={venv}", "INSTALL_NEEDS_MB=999999999"],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    message = [line for line in done.stderr.splitlines() if line.startswith("make install:")]
+    assert len(message) == 1, done.stderr
+    free_mb = int(message[0].split()[2])
+    assert 0 <= free_mb < 999999999
+    assert f"MB free under {tmp_path}/, but a first install needs about 999999999 MB" in message[0]
+    assert "VENV=PATH" in message[0]
+    assert not venv.exists() and "pip" not in done.stdout  # refused before the venv and pip
+
+
 # -- bounded soak ---------------------------------------------------------------------------------------
 
 SOAK_JOBS = 50
